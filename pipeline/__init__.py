@@ -1,0 +1,66 @@
+"""Web-ready JPEGs from folders of images, at scale, on Dask.
+
+Architecture (data flows one way):
+    cli | notebook -> config -> discover -> runner -> task -> transform
+- config.py     frozen Settings/RunOptions; flag > env var > default; validated up front
+- discover.py   streams the input tree folder by folder; output names; collisions made unique
+- runner.py     the only module that drives Dask: local or remote cluster, bags in waves,
+                streamed results, poisonous images isolated
+- task.py       one partition: read -> transform -> atomic write -> record; never raises
+- transform.py  pure: encoded bytes + Settings -> JPEG bytes + facts (Pillow only)
+- outputs.py    atomic writes and the up-to-date marker; telemetry.py: what tasks tell Dask
+- dashboard.py  the /throughput page on the scheduler's dashboard (a SchedulerPlugin)
+- report.py     the run report; samples.py: generated sample images
+Importing this package does no work: Dask workers re-import it whenever they restart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config import RunOptions, Settings
+from pipeline.errors import ImageError, UsageError
+
+if TYPE_CHECKING:
+    from pipeline.report import RunReport
+
+__all__ = ["ImageError", "RunOptions", "Settings", "UsageError", "run"]
+__version__ = "0.1.0"
+
+
+def run(
+    input: str | Path,
+    output: str | Path,
+    *,
+    max_size: int = Settings.max_size,
+    quality: int = Settings.quality,
+    max_pixels: int = Settings.max_pixels,
+    background: tuple[int, int, int] = Settings.background,
+    overwrite: bool = False,
+    timeout: float = RunOptions.timeout,
+    client: Any = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> RunReport:
+    """Make a web-ready JPEG of every image under `input`, mirrored under `output`.
+
+    Runs on `client` when given (reuse one in a notebook: no cluster start per run), else on
+    the scheduler at `scheduler`, else on a new local cluster of `workers` processes.
+    Returns the run report; failed images are records in it, never exceptions.
+    """
+    from pipeline.runner import run_pipeline
+
+    settings = Settings(
+        max_size=max_size, quality=quality, max_pixels=max_pixels, background=background
+    )
+    opts = RunOptions(
+        input=Path(input),
+        output=Path(output),
+        settings=settings,
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
+        timeout=timeout,
+    )
+    return run_pipeline(opts, client=client)

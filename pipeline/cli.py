@@ -1,0 +1,207 @@
+"""Command line: `python -m pipeline run|samples`. Flags beat env vars, which beat defaults.
+
+Exit status: 0 every input ok or skipped; 1 at least one input failed; 2 usage or set-up error
+(one line on stderr, no traceback); 130 interrupted (Ctrl-C or SIGTERM; the report is still
+written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from pipeline import config
+from pipeline.config import RunOptions, Settings
+from pipeline.errors import UsageError
+from pipeline.report import RunReport
+
+T = TypeVar("T")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m pipeline", description="Make web-ready JPEGs on Dask.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = commands.add_parser("run", help="process a folder of images", description=__doc__)
+    _add_run_options(run)
+    samples = commands.add_parser("samples", help="write generated sample images to a folder")
+    samples.add_argument("--output", type=Path, default=Path(config.DEFAULT_INPUT))
+    samples.add_argument("--count", type=int, default=24, help="number of images (default 24)")
+    samples.add_argument("--scale", type=float, default=1.0, help="size factor (default 1.0)")
+    return parser
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    add = run.add_argument
+    add("--input", type=Path, help=f"folder scanned for images [${config.ENV_INPUT}; data/input]")
+    add("--output", type=Path, help=f"folder for the JPEGs [${config.ENV_OUTPUT}; data/output]")
+    add(
+        "--max-size", type=int, metavar="N", help=f"fit within N x N [${config.ENV_MAX_SIZE}; 1920]"
+    )
+    add("--quality", type=int, metavar="Q", help=f"JPEG quality 1-95 [${config.ENV_QUALITY}; 85]")
+    add("--scheduler", metavar="ADDR", help=f"existing Dask scheduler [${config.ENV_SCHEDULER}]")
+    add("--workers", type=int, metavar="N", help="local cluster worker processes [all cores]")
+    add("--overwrite", action="store_true", help="redo outputs that are already up to date")
+    add("--report", type=Path, metavar="PATH", help="also write the JSON run report to PATH")
+    add("--max-pixels", type=int, metavar="N", help="refuse larger images [100000000]")
+    add("--background", metavar="COLOUR", default="white", help="behind transparency [white]")
+    add("--timeout", type=float, metavar="S", help="per-image time limit in seconds [300]")
+    add("--quiet", action="store_true", help="no progress bar or summary on the terminal")
+
+
+def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
+    """Flags > env vars > defaults, validated: a bad value raises UsageError."""
+    settings = Settings(
+        max_size=_pick(
+            args.max_size, config.env_int(env, config.ENV_MAX_SIZE), config.DEFAULT_MAX_SIZE
+        ),
+        quality=_pick(
+            args.quality, config.env_int(env, config.ENV_QUALITY), config.DEFAULT_QUALITY
+        ),
+        max_pixels=_pick(args.max_pixels, None, config.DEFAULT_MAX_PIXELS),
+        background=config.parse_background(args.background),
+    )
+    return RunOptions(
+        input=_pick(args.input, _path(env, config.ENV_INPUT), Path(config.DEFAULT_INPUT)),
+        output=_pick(args.output, _path(env, config.ENV_OUTPUT), Path(config.DEFAULT_OUTPUT)),
+        settings=settings,
+        scheduler=args.scheduler or config.env_str(env, config.ENV_SCHEDULER),
+        workers=args.workers,
+        overwrite=args.overwrite,
+        report=args.report,
+        timeout=_pick(args.timeout, None, config.DEFAULT_TIMEOUT),
+    )
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "samples":
+            return _samples(args)
+        return _run(resolve(args, env), quiet=args.quiet)
+    except UsageError as exc:
+        print(f"pipeline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _run(opts: RunOptions, *, quiet: bool) -> int:
+    from pipeline.runner import run_pipeline
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    report = RunReport(run_id=_run_id(), keep_records=False, spool_dir=_spool_dir(opts.report))
+    bar = _ProgressBar(enabled=not quiet and sys.stderr.isatty())
+    try:
+        run_pipeline(opts, report=report, progress=bar.update, on_connect=_announce(quiet))
+        bar.close()
+        if opts.report is not None:
+            report.write_json(opts.report)
+    finally:
+        report.close()
+    _print_outcome(report, quiet=quiet)
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if report.counts["failed"] else EXIT_OK
+
+
+def _announce(quiet: bool) -> Callable[[Any], None]:
+    def on_connect(client: Any) -> None:
+        link = getattr(client, "dashboard_link", "")
+        if not quiet and link:
+            print(
+                f"Dask dashboard: {link}  (throughput: {link.rsplit('/', 1)[0]}/throughput)",
+                flush=True,
+            )
+
+    return on_connect
+
+
+def _print_outcome(report: RunReport, *, quiet: bool) -> None:
+    for row in report.failures[:20]:
+        print(f"failed: {row['input']}: {row['error']}", file=sys.stderr)
+    if len(report.failures) > 20:
+        print(f"... and {len(report.failures) - 20} more failed inputs", file=sys.stderr)
+    if not quiet:
+        print(report.summary_line(), flush=True)
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from pipeline.samples import write_samples
+
+    paths = write_samples(args.output, count=args.count, scale=args.scale)
+    print(f"wrote {len(paths)} sample images to {args.output}")
+    return EXIT_OK
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most a few times a second."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._last = 0.0
+
+    def update(self, report: RunReport) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self._last < 0.2:
+            return
+        self._last = now
+        done, total = report.total, report.discovered
+        width = 30
+        filled = int(width * done / total) if total else 0
+        rate = report.images_per_second
+        eta = f"ETA {(total - done) / rate:4.0f} s" if rate > 0 and total > done else ""
+        c = report.counts
+        line = (
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+            f"ok {c['ok']} skip {c['skipped']} fail {c['failed']} {rate:6.1f} img/s {eta}"
+        )
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self._last:
+            sys.stderr.write("\n")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _pick(flag: T | None, env_value: T | None, default: T) -> T:
+    return flag if flag is not None else env_value if env_value is not None else default
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    value = config.env_str(env, name)
+    return Path(value) if value else None
+
+
+def _spool_dir(report: Path | None) -> Path | None:
+    if report is None:
+        return None
+    report.parent.mkdir(parents=True, exist_ok=True)
+    return report.parent
+
+
+def _run_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:12]
+
+
+def main_entry() -> None:
+    """Console script `pipeline`: the same commands as `python -m pipeline`."""
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Run configuration: named defaults, validation, and flag > env var > default resolution.
+
+`Settings` holds what shapes an output image (and so its fingerprint); `RunOptions` holds where
+the work comes from and goes, and how it is run. Both are frozen and validated on construction,
+so a bad value is a `UsageError` before any work starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.errors import UsageError
+
+DEFAULT_INPUT = "data/input"
+DEFAULT_OUTPUT = "data/output"
+DEFAULT_MAX_SIZE = 1920
+DEFAULT_QUALITY = 85
+DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_BACKGROUND = (255, 255, 255)
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+MAX_QUALITY = 95
+MAX_SIZE_LIMIT = 65_500  # the largest side a baseline JPEG can hold
+
+#: Bumped whenever the transform changes its output for the same settings, so that
+#: outputs made by an older version are redone rather than skipped.
+TRANSFORM_VERSION = 1
+
+ENV_INPUT = "INPUT_DIR"
+ENV_OUTPUT = "OUTPUT_DIR"
+ENV_MAX_SIZE = "MAX_SIZE"
+ENV_QUALITY = "JPEG_QUALITY"
+ENV_SCHEDULER = "DASK_SCHEDULER_ADDRESS"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What shapes an output image; equal settings give byte-identical outputs."""
+
+    max_size: int = DEFAULT_MAX_SIZE
+    quality: int = DEFAULT_QUALITY
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    background: tuple[int, int, int] = DEFAULT_BACKGROUND
+
+    def __post_init__(self) -> None:
+        _check_range("--max-size", self.max_size, 1, MAX_SIZE_LIMIT)
+        _check_range("--quality", self.quality, 1, MAX_QUALITY)
+        _check_range("--max-pixels", self.max_pixels, 1, 2**40)
+        if len(self.background) != 3 or not all(0 <= c <= 255 for c in self.background):
+            raise UsageError(f"--background must be three values 0-255, got {self.background}")
+
+    def fingerprint(self) -> str:
+        """A short stable hash of everything that changes the output bytes."""
+        text = (
+            f"v{TRANSFORM_VERSION};size={self.max_size};q={self.quality};"
+            f"bg={','.join(map(str, self.background))}"
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where a run reads and writes, and how it is executed."""
+
+    input: Path = Path(DEFAULT_INPUT)
+    output: Path = Path(DEFAULT_OUTPUT)
+    settings: Settings = field(default_factory=Settings)
+    scheduler: str | None = None
+    workers: int | None = None
+    overwrite: bool = False
+    report: Path | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.workers is not None:
+            _check_range("--workers", self.workers, 1, 4096)
+        if not self.timeout > 0:
+            raise UsageError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+
+
+def parse_background(text: str) -> tuple[int, int, int]:
+    """`white`, `black`, `#rrggbb` or `r,g,b` -> an RGB triple."""
+    named = {"white": (255, 255, 255), "black": (0, 0, 0)}
+    value = text.strip().lower()
+    if value in named:
+        return named[value]
+    try:
+        if value.startswith("#") and len(value) == 7:
+            return (int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16))
+        parts = tuple(int(p) for p in value.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
+        raise UsageError(f"--background must be white, black, #rrggbb or r,g,b; got {text!r}")
+    return (parts[0], parts[1], parts[2])
+
+
+def env_int(env: Mapping[str, str], name: str) -> int | None:
+    """An integer env var, or None when unset or empty; a bad value is a UsageError."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_str(env: Mapping[str, str], name: str) -> str | None:
+    """A string env var with surrounding quotes removed (as Dask's own config does)."""
+    raw = env.get(name, "").strip().strip("'\"")
+    return raw or None
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UsageError(f"{name} must be an integer from {low} to {high}, got {value!r}")

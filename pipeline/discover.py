@@ -1,0 +1,128 @@
+"""Find the input images and name their outputs, streaming the tree one folder at a time.
+
+Only one folder's names are in memory at once: a tree of a million files never becomes a list.
+Within a folder the names are sorted, so the same tree always gives the same jobs in the same
+order and the same output names, whatever order the file system lists them in.
+
+Naming rule: `sub/a.png` -> `sub/a.jpg`. When two inputs in a folder share a stem (`a.png` and
+`a.jpg`, or `a.jpg` and `a.JPG`), each of them is named after its full file name instead
+(`a.png.jpg`, `a.jpg.jpg`), and any name still taken gets `-2`, `-3`... Names are compared
+case-insensitively, so outputs stay distinct on case-insensitive file systems too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The input extensions, compared in lower case.
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+OUTPUT_SUFFIX = ".jpg"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One input image and the output it becomes, both relative POSIX paths."""
+
+    input: str
+    output: str
+    note: str | None = None  # why the output name differs from the plain `<stem>.jpg`
+
+
+def is_candidate(name: str) -> bool:
+    """An input file name we process: a known extension, any case; hidden files are skipped."""
+    if name.startswith("."):  # also AppleDouble `._IMG_0001.JPG` files, which are not images
+        return False
+    return os.path.splitext(name)[1].lower() in EXTENSIONS
+
+
+def output_names(
+    names: Iterable[str], reserved: Iterable[str] = ()
+) -> dict[str, tuple[str, str | None]]:
+    """Map each input file name of one folder to (output file name, note or None).
+
+    `reserved` are names already used in the output folder by something else (sub-folders).
+    Inputs with a stem of their own claim their plain name first; the rest, in sorted order,
+    get a name made unique from their full file name.
+    """
+    ordered = sorted(names)
+    groups: dict[str, list[str]] = {}
+    for name in ordered:
+        groups.setdefault(_stem(name), []).append(name)
+    taken = {r.lower() for r in reserved}
+    chosen: dict[str, tuple[str, str | None]] = {}
+    for name in ordered:
+        plain = os.path.splitext(name)[0] + OUTPUT_SUFFIX
+        if len(groups[_stem(name)]) == 1 and plain.lower() not in taken:
+            chosen[name] = (plain, None)
+            taken.add(plain.lower())
+    for name in ordered:
+        if name in chosen:
+            continue
+        others = [n for n in groups[_stem(name)] if n != name]
+        base = name + OUTPUT_SUFFIX if others else os.path.splitext(name)[0] + OUTPUT_SUFFIX
+        out = _unique(base, taken)
+        taken.add(out.lower())
+        note = f"renamed: stem shared with {', '.join(others)}" if others else "renamed: name taken"
+        chosen[name] = (out, note)
+    return {name: chosen[name] for name in ordered}
+
+
+def iter_jobs(input_root: Path, output_root: Path | None = None) -> Iterator[Job]:
+    """Yield a Job for every input image under `input_root`, folder by folder, sorted.
+
+    A folder that is `output_root` (when the output lives inside the input) is not entered, and
+    neither are hidden folders or symbolic links to folders (which could loop).
+    """
+    skip = _identity(output_root) if output_root is not None else None
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        folder = input_root / rel if rel else input_root
+        files, dirs = _list_folder(folder, skip)
+        for name, (out, note) in output_names(files, reserved=dirs).items():
+            yield Job(input=_join(rel, name), output=_join(rel, out), note=note)
+        pending.extend(_join(rel, d) for d in sorted(dirs, reverse=True))
+
+
+def _list_folder(folder: Path, skip: tuple[int, int] | None) -> tuple[list[str], list[str]]:
+    files: list[str] = []
+    dirs: list[str] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if skip is None or _identity(Path(entry.path)) != skip:
+                    dirs.append(entry.name)
+            elif is_candidate(entry.name) and entry.is_file():
+                files.append(entry.name)
+    return files, dirs
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _stem(name: str) -> str:
+    return os.path.splitext(name)[0].lower()
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    if base.lower() not in taken:
+        return base
+    stem = base[: -len(OUTPUT_SUFFIX)]
+    n = 2
+    while f"{stem}-{n}{OUTPUT_SUFFIX}".lower() in taken:
+        n += 1
+    return f"{stem}-{n}{OUTPUT_SUFFIX}"
+
+
+def _join(rel: str, name: str) -> str:
+    return f"{rel}/{name}" if rel else name

@@ -1,0 +1,37 @@
+"""Names shared by the workers that report progress and the scheduler page that shows it.
+
+Workers send one event per batch of images (never one per image) with
+`distributed.get_worker().log_event(THROUGHPUT_TOPIC, BatchEvent-as-dict)`; the client sends
+`RUN_TOPIC` events when a run starts, learns its total, and ends.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+THROUGHPUT_TOPIC = "pipeline-throughput"
+RUN_TOPIC = "pipeline-run"
+
+
+class BatchEvent(TypedDict):
+    """What one worker did since its previous event (counts are deltas, not totals)."""
+
+    run: str  # run id
+    worker: str  # the worker's address
+    nthreads: int
+    t: float  # wall clock when the batch ended (time.time())
+    ok: int
+    failed: int
+    skipped: int
+    bytes_read: int
+    bytes_written: int
+    busy: float  # seconds spent processing these images
+
+
+class RunEvent(TypedDict, total=False):
+    """A run's life cycle, sent by the client."""
+
+    run: str
+    state: str  # "started" | "discovered" | "finished"
+    total: int  # images discovered so far (final when state is "discovered" or "finished")
+    t: float

@@ -1,0 +1,153 @@
+"""The run report: counts as results stream in, a summary line, and the JSON file.
+
+Per-file records can be many (a million inputs): the report keeps them in memory only when
+asked (`keep_records`, the notebook default) and otherwise spools them to a temporary file
+beside the JSON report, so the client's memory stays flat. Failed records are always kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from pipeline.task import Record
+
+STATUSES = ("ok", "skipped", "failed")
+REPORT_FIELDS = (
+    "input",
+    "output",
+    "status",
+    "error",
+    "note",
+    "bytes_read",
+    "bytes_written",
+    "seconds",
+    "width",
+    "height",
+)
+
+
+class RunReport:
+    """What a run did: counts, time, and the per-file records."""
+
+    def __init__(
+        self, *, run_id: str, keep_records: bool = True, spool_dir: Path | None = None
+    ) -> None:
+        self.run_id = run_id
+        self.counts = dict.fromkeys(STATUSES, 0)
+        self.seconds = 0.0
+        self.interrupted = False
+        self.discovered = 0
+        self.dashboard_link = ""
+        self.records: list[dict[str, Any]] | None = [] if keep_records else None
+        self.failures: list[dict[str, Any]] = []
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self._spool: IO[str] | None = None
+        if spool_dir is not None:
+            # an unlinked file: nothing is left behind, whatever happens to this process
+            self._spool = tempfile.TemporaryFile(  # noqa: SIM115 - closed in close()
+                "w+", dir=spool_dir, prefix=".pipeline-report-"
+            )
+
+    # -- filling in ---------------------------------------------------------------------------
+    def add(self, records: Iterable[Record]) -> None:
+        for record in records:
+            row = {key: record.get(key) for key in REPORT_FIELDS}
+            self.counts[record["status"]] += 1
+            self.bytes_read += record["bytes_read"]
+            self.bytes_written += record["bytes_written"]
+            if row["status"] == "failed":
+                self.failures.append(row)
+            if self.records is not None:
+                self.records.append(row)
+            if self._spool is not None:
+                self._spool.write(json.dumps(row) + "\n")
+
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def images_per_second(self) -> float:
+        return self.total / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            **self.counts,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+            "megabytes_read": round(self.bytes_read / 1e6, 3),
+            "megabytes_written": round(self.bytes_written / 1e6, 3),
+            "interrupted": self.interrupted,
+            "run_id": self.run_id,
+        }
+
+    def summary_line(self) -> str:
+        c = self.counts
+        head = "interrupted after" if self.interrupted else "done:"
+        return (
+            f"{head} {self.total} images: {c['ok']} ok, {c['skipped']} skipped, "
+            f"{c['failed']} failed in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)"
+        )
+
+    def write_json(self, path: Path) -> None:
+        """Write the report to `path` atomically: summary first, then one record per input."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write('{\n"summary": ' + json.dumps(self.summary()) + ',\n"files": [')
+                for i, line in enumerate(self._record_lines()):
+                    out.write(("\n" if i == 0 else ",\n") + line)
+                out.write("\n]\n}\n")
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+
+    def _record_lines(self) -> Iterable[str]:
+        if self._spool is not None:
+            self._spool.flush()
+            self._spool.seek(0)
+            for line in self._spool:
+                yield line.rstrip("\n")
+        else:
+            for row in self.records or self.failures:
+                yield json.dumps(row)
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    # -- notebooks ----------------------------------------------------------------------------
+    def to_frame(self) -> Any:
+        """The per-file records as a pandas DataFrame (needs pandas and `keep_records`)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.records or [], columns=list(REPORT_FIELDS))
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in self.summary().items()
+        )
+        fails = "".join(
+            f"<li><code>{html.escape(f['input'])}</code>: {html.escape(str(f['error']))}</li>"
+            for f in self.failures[:20]
+        )
+        more = f"<p>Failed:</p><ul>{fails}</ul>" if fails else ""
+        return f"<p><b>{html.escape(self.summary_line())}</b></p><table>{cells}</table>{more}"
+
+    def __repr__(self) -> str:
+        return f"<RunReport {self.summary_line()}>"

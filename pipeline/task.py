@@ -1,0 +1,184 @@
+"""The unit of work Dask maps over a partition: read -> transform -> atomic write -> record.
+
+`process_partition` handles its images one by one and never raises for an image: every
+failure becomes a record with a short reason. It returns small records, never pixels.
+
+Fault injection, for tests only: `PIPELINE_FAULT_INJECTION="crash:NAME,hang:NAME"` in a
+worker's environment makes the worker process exit (`crash`) or hang (`hang`) when it reaches
+an input whose relative path contains NAME. Unset, it costs one dictionary look-up per partition.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NotRequired, TypedDict, TypeVar
+
+from pipeline import outputs, telemetry
+from pipeline.config import Settings
+from pipeline.discover import Job
+from pipeline.errors import ImageError, describe
+from pipeline.transform import Transformed, transform
+
+MAX_INPUT_BYTES = 1 << 30  # larger files are refused before they are read
+FAULT_ENV = "PIPELINE_FAULT_INJECTION"
+CRASH_EXIT_CODE = 70
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """Everything a partition needs besides its jobs; the same for every partition of a run."""
+
+    input_root: str
+    output_root: str
+    settings: Settings
+    run_id: str
+    started_ns: int  # the run's start (time.time_ns()): outputs newer than this are its own
+    overwrite: bool = False
+    timeout: float = 300.0
+
+
+class Record(TypedDict):
+    """The outcome for one input, as it appears in the run report."""
+
+    input: str
+    output: str | None
+    status: str  # "ok" | "skipped" | "failed"
+    error: str | None
+    note: str | None
+    bytes_read: int
+    bytes_written: int
+    seconds: float
+    width: int | None
+    height: int | None
+    resumed: NotRequired[bool]  # already written by an earlier attempt of this same run
+
+
+def process_partition(jobs: Iterable[Job], ctx: TaskContext) -> list[Record]:
+    """Process each job of a partition in turn; one record per job, in order."""
+    faults = _faults()
+    reporter = telemetry.BatchReporter(ctx.run_id)
+    records: list[Record] = []
+    try:
+        for job in jobs:
+            record = process_job(job, ctx, faults=faults)
+            records.append(record)
+            if not record.get("resumed"):
+                reporter.add(
+                    record["status"],
+                    bytes_read=record["bytes_read"],
+                    bytes_written=record["bytes_written"],
+                    seconds=record["seconds"],
+                )
+    finally:
+        reporter.flush()
+    telemetry.record_images(len(records))
+    return records
+
+
+def process_job(job: Job, ctx: TaskContext, *, faults: dict[str, str] | None = None) -> Record:
+    """Turn one input into its output, or into a failure record. Never raises."""
+    started = time.perf_counter()
+    record = _record(job)
+    try:
+        _run(job, ctx, record, faults or {})
+    except Exception as exc:
+        record["status"], record["error"], record["output"] = "failed", describe(exc), None
+    record["seconds"] = round(time.perf_counter() - started, 6)
+    return record
+
+
+def _run(job: Job, ctx: TaskContext, record: Record, faults: dict[str, str]) -> None:
+    source = Path(ctx.input_root, job.input)
+    target = Path(ctx.output_root, job.output)
+    stat = source.stat()
+    mark = outputs.marker(ctx.settings.fingerprint(), stat.st_size, stat.st_mtime_ns)
+    if outputs.read_marker(target) == mark:
+        if _written_since(target, ctx.started_ns):
+            record["status"], record["resumed"] = "ok", True
+            return
+        if not ctx.overwrite:
+            record["status"] = "skipped"
+            return
+    if stat.st_size > MAX_INPUT_BYTES:
+        raise ImageError(f"file too large ({stat.st_size >> 20} MiB > {MAX_INPUT_BYTES >> 20} MiB)")
+    result = _with_timeout(
+        lambda: _read_and_transform(source, job.input, ctx.settings, mark, faults), ctx.timeout
+    )
+    write_started = time.perf_counter()
+    outputs.write_atomic(target, result.data)
+    timings = dict(result.timings, write=time.perf_counter() - write_started)
+    telemetry.record_stages(timings)
+    record["status"] = "ok"
+    record["bytes_read"], record["bytes_written"] = stat.st_size, len(result.data)
+    record["width"], record["height"] = result.width, result.height
+
+
+def _read_and_transform(
+    source: Path, name: str, settings: Settings, mark: bytes, faults: dict[str, str]
+) -> Transformed:
+    _inject(name, faults)
+    data = source.read_bytes()
+    return transform(data, settings, comment=mark)
+
+
+def _with_timeout(fn: Callable[[], R], timeout: float) -> R:
+    """Run fn in a helper thread; give up after `timeout` seconds (the thread is abandoned)."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="pipeline-image", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise ImageError(f"timed out after {timeout:g} s")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def _written_since(target: Path, started_ns: int) -> bool:
+    try:
+        return target.stat().st_mtime_ns >= started_ns
+    except OSError:
+        return False
+
+
+def _record(job: Job) -> Record:
+    return Record(
+        input=job.input,
+        output=job.output,
+        status="failed",
+        error=None,
+        note=job.note,
+        bytes_read=0,
+        bytes_written=0,
+        seconds=0.0,
+        width=None,
+        height=None,
+    )
+
+
+def _faults() -> dict[str, str]:
+    spec = os.environ.get(FAULT_ENV, "")
+    pairs = (item.split(":", 1) for item in spec.split(",") if ":" in item)
+    return {name: kind for kind, name in pairs if name}
+
+
+def _inject(name: str, faults: dict[str, str]) -> None:
+    for needle, kind in faults.items():
+        if needle in name:
+            if kind == "crash":
+                os._exit(CRASH_EXIT_CODE)
+            if kind == "hang":
+                time.sleep(1e6)
