@@ -59,6 +59,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add("--max-pixels", type=int, metavar="N", help="refuse larger images [100000000]")
     add("--background", metavar="COLOUR", default="white", help="behind transparency [white]")
     add("--timeout", type=float, metavar="S", help="per-image time limit in seconds [300]")
+    add("--connect-timeout", type=float, metavar="S", help="wait for a scheduler at most S s [10]")
     add("--quiet", action="store_true", help="no progress bar or summary on the terminal")
 
 
@@ -83,6 +84,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
         overwrite=args.overwrite,
         report=args.report,
         timeout=_pick(args.timeout, None, config.DEFAULT_TIMEOUT),
+        connect_timeout=_pick(args.connect_timeout, None, config.DEFAULT_CONNECT_TIMEOUT),
     )
 
 

@@ -80,6 +80,8 @@ class RunOptions:
             _check_range("--workers", self.workers, 1, 4096)
         if not self.timeout > 0:
             raise UsageError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if not self.connect_timeout > 0:
+            raise UsageError(f"--connect-timeout must be positive, got {self.connect_timeout}")
 
 
 def parse_background(text: str) -> tuple[int, int, int]:

@@ -107,9 +107,7 @@ def _execute(
                 _submit(client, wave, ctx, flights)
             if not flights:
                 break
-            done, _ = wait(
-                [f.future for f in flights.values()], timeout=0.5, return_when="FIRST_COMPLETED"
-            )
+            done = _wait_some(wait, [f.future for f in flights.values()])
             for future in done:
                 flight = flights.pop(future.key)
                 retry.extend(_collect(flight, report))
@@ -120,6 +118,15 @@ def _execute(
     finally:
         if flights:
             client.cancel([f.future for f in flights.values()])
+
+
+def _wait_some(wait: Callable[..., Any], futures: list[Any]) -> list[Any]:
+    """The futures that finish within half a second (distributed's wait raises on timeout)."""
+    try:
+        done, _ = wait(futures, timeout=0.5, return_when="FIRST_COMPLETED")
+    except TimeoutError:
+        return []
+    return list(done)
 
 
 def _submit(

@@ -1,0 +1,198 @@
+"""The CLI end to end on a real LocalCluster (started by the CLI itself), as a user runs it."""
+
+from __future__ import annotations
+
+import socket
+import time
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from PIL import Image
+
+EXPECTED_OUTPUTS = ["B.jpg", "a.jpg.jpg", "a.png.jpg", "sub/c.jpg", "sub/deeper/d.jpg", "sub/e.jpg"]
+
+
+def outputs_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def quality_tables(q: int) -> dict[int, list[int]]:
+    buf = BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "JPEG", quality=q)
+    with Image.open(buf) as im:
+        return dict(im.quantization)  # type: ignore[attr-defined]
+
+
+def test_run_skip_and_overwrite(tree: Path, tmp_path: Path) -> None:
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    first = run_cli(
+        "run",
+        "--input",
+        tree,
+        "--output",
+        out,
+        "--max-size",
+        "200",
+        "--workers",
+        "2",
+        report=report,
+    )
+    assert first.code == 0, first.stderr
+    assert outputs_under(out) == EXPECTED_OUTPUTS
+    assert first.report is not None
+    assert first.report["summary"]["total"] == 6
+    assert first.report["summary"]["ok"] == 6
+    assert first.report["summary"]["images_per_second"] > 0
+    rows = first.by_input()
+    assert rows["a.png"]["output"] == "a.png.jpg"
+    assert "a.jpg" in rows["a.png"]["note"]
+    assert rows["sub/c.webp"] == rows["sub/c.webp"] | {
+        "output": "sub/c.jpg",
+        "status": "ok",
+        "error": None,
+    }
+    for name in EXPECTED_OUTPUTS:
+        with Image.open(out / name) as im:
+            assert im.format == "JPEG"
+            assert im.mode == "RGB"
+            assert max(im.size) <= 200
+    with Image.open(out / "sub" / "c.jpg") as im:
+        assert im.size == (200, 150)
+        assert dict(im.quantization) == quality_tables(85)  # type: ignore[attr-defined]
+    with Image.open(out / "B.jpg") as im:
+        assert im.size == (100, 80)  # never upscaled
+    assert "done: 6 images: 6 ok" in first.stdout
+
+    again = run_cli(
+        "run",
+        "--input",
+        tree,
+        "--output",
+        out,
+        "--max-size",
+        "200",
+        "--workers",
+        "2",
+        report=report,
+    )
+    assert again.code == 0, again.stderr
+    assert again.report is not None
+    assert again.report["summary"]["skipped"] == 6
+
+    redo = run_cli(
+        "run",
+        "--input",
+        tree,
+        "--output",
+        out,
+        "--max-size",
+        "200",
+        "--workers",
+        "2",
+        "--overwrite",
+        report=report,
+    )
+    assert redo.code == 0, redo.stderr
+    assert redo.report is not None
+    assert redo.report["summary"]["ok"] == 6
+    assert outputs_under(out) == EXPECTED_OUTPUTS
+
+
+def test_bad_file_among_good_ones(tree: Path, tmp_path: Path) -> None:
+    (tree / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    (tree / "fake.jpg").write_text("just text")
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    result = run_cli("run", "--input", tree, "--output", out, "--workers", "2", report=report)
+    assert result.code == 1
+    assert outputs_under(out) == EXPECTED_OUTPUTS
+    rows = result.by_input()
+    assert rows["fake.jpg"]["status"] == "failed"
+    assert rows["fake.jpg"]["output"] is None
+    assert rows["fake.jpg"]["error"] == "not an image"
+    assert rows["sub/broken.png"]["status"] == "failed"
+    assert "failed: fake.jpg: not an image" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_env_vars_configure_the_run(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "env-out"
+    env = {"INPUT_DIR": str(tree), "OUTPUT_DIR": str(out), "MAX_SIZE": "64", "JPEG_QUALITY": "40"}
+    result = run_cli("run", "--workers", "1", env=env)
+    assert result.code == 0, result.stderr
+    with Image.open(out / "sub" / "c.jpg") as im:
+        assert im.size == (64, 48)
+        assert dict(im.quantization) == quality_tables(40)  # type: ignore[attr-defined]
+    flag_beats_env = run_cli(
+        "run", "--workers", "1", "--max-size", "32", "--output", tmp_path / "flag-out", env=env
+    )
+    assert flag_beats_env.code == 0
+    with Image.open(tmp_path / "flag-out" / "sub" / "c.jpg") as im:
+        assert im.size == (32, 24)
+
+
+def test_output_inside_input_is_not_reprocessed(tree: Path) -> None:
+    first = run_cli("run", "--input", tree, "--output", tree / "web", "--workers", "1")
+    assert first.code == 0, first.stderr
+    second = run_cli("run", "--input", tree, "--output", tree / "web", "--workers", "1")
+    assert "done: 6 images: 0 ok, 6 skipped" in second.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--input", "/nonexistent/folder"], "input folder not found: /nonexistent/folder"),
+        (["run", "--quality", "101"], "--quality must be an integer from 1 to 95"),
+        (["run", "--max-size", "huge"], "invalid int value: 'huge'"),
+        (["run", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        ([], "the following arguments are required"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+
+
+def test_unreachable_scheduler_exits_2_quickly(tree: Path, tmp_path: Path) -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = run_cli(
+        "run",
+        "--input",
+        tree,
+        "--output",
+        tmp_path / "o",
+        "--scheduler",
+        address,
+        "--connect-timeout",
+        "3",
+    )
+    assert result.code == 2
+    assert time.monotonic() - started < 30
+    lines = result.stderr.strip().splitlines()
+    assert lines == [lines[0]]
+    assert f"cannot reach Dask scheduler at {address}" in lines[0]
+    assert not (tmp_path / "o").exists() or outputs_under(tmp_path / "o") == []
+
+
+def test_samples_command_writes_a_realistic_mix(tmp_path: Path) -> None:
+    result = run_cli("samples", "--output", tmp_path / "s", "--scale", "0.05")
+    assert result.code == 0, result.stderr
+    names = outputs_under(tmp_path / "s")
+    assert {Path(n).suffix.lower() for n in names} >= {".jpg", ".png", ".webp", ".tiff", ".bmp"}
+    assert any("/" in n for n in names)
+    oriented = 0
+    for name in names:
+        with Image.open(tmp_path / "s" / name) as im:
+            oriented += im.getexif().get(0x0112, 1) != 1
+    assert oriented >= 4

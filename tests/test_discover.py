@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.discover import is_candidate, iter_jobs, output_names
+
+
+def touch(root: Path, *names: str) -> None:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+def jobs(root: Path, output: Path | None = None) -> dict[str, str]:
+    return {job.input: job.output for job in iter_jobs(root, output)}
+
+
+def test_extensions_match_in_any_case(tmp_path: Path) -> None:
+    names = [
+        "a.jpg",
+        "b.JPG",
+        "c.Jpeg",
+        "d.png",
+        "e.BMP",
+        "f.tif",
+        "g.TIFF",
+        "h.webp",
+        "i.gif",
+        "j.txt",
+        "k",
+        "l.jpg.bak",
+        ".hidden.jpg",
+        "._m.jpg",
+    ]
+    touch(tmp_path, *names)
+    assert sorted(jobs(tmp_path)) == [
+        "a.jpg",
+        "b.JPG",
+        "c.Jpeg",
+        "d.png",
+        "e.BMP",
+        "f.tif",
+        "g.TIFF",
+        "h.webp",
+    ]
+    assert jobs(tmp_path)["b.JPG"] == "b.jpg"
+
+
+def test_sub_folders_are_mirrored(tmp_path: Path) -> None:
+    touch(tmp_path, "x/y/z/deep.png", "x/top.webp", "root.bmp")
+    assert jobs(tmp_path) == {
+        "root.bmp": "root.jpg",
+        "x/top.webp": "x/top.jpg",
+        "x/y/z/deep.png": "x/y/z/deep.jpg",
+    }
+
+
+def test_stem_collisions_get_distinct_deterministic_names(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png", "a.jpg", "A.webp", "b.jpg")
+    found = {job.input: job for job in iter_jobs(tmp_path)}
+    outs = {name: job.output for name, job in found.items()}
+    assert outs == {
+        "A.webp": "A.webp.jpg",
+        "a.jpg": "a.jpg.jpg",
+        "a.png": "a.png.jpg",
+        "b.jpg": "b.jpg",
+    }
+    assert found["a.png"].note is not None
+    assert "a.jpg" in found["a.png"].note
+    assert found["b.jpg"].note is None
+
+
+def test_collision_with_a_name_that_is_already_natural(tmp_path: Path) -> None:
+    touch(tmp_path, "a.png", "a.jpg", "a.png.jpg")
+    outs = jobs(tmp_path)
+    assert outs["a.png.jpg"] == "a.png.jpg"  # its own stem is unique: it keeps its name
+    assert outs["a.png"] == "a.png-2.jpg"
+    assert len(set(outs.values())) == 3
+
+
+def test_output_name_never_shadows_a_sub_folder(tmp_path: Path) -> None:
+    touch(tmp_path, "photo.png", "photo.jpg/inside.png")
+    outs = jobs(tmp_path)
+    assert outs["photo.png"] == "photo-2.jpg"
+    assert outs["photo.jpg/inside.png"] == "photo.jpg/inside.jpg"
+
+
+def test_order_and_names_do_not_depend_on_listing_order(tmp_path: Path) -> None:
+    first, second = tmp_path / "one", tmp_path / "two"
+    names = ["c.png", "a.jpg", "b.bmp", "a.PNG", "sub/q.webp", "sub/p.jpg"]
+    touch(first, *names)
+    touch(second, *reversed(names))
+    assert list(iter_jobs(first)) == list(iter_jobs(second))
+
+
+def test_output_folder_inside_input_is_not_scanned(tmp_path: Path) -> None:
+    touch(tmp_path, "a.jpg", "out/a.jpg", "out/old/b.jpg", "keep/c.jpg")
+    assert jobs(tmp_path, tmp_path / "out") == {"a.jpg": "a.jpg", "keep/c.jpg": "keep/c.jpg"}
+
+
+def test_symlinked_folders_are_not_followed(tmp_path: Path) -> None:
+    touch(tmp_path, "real/a.jpg")
+    os.symlink(tmp_path, tmp_path / "real" / "loop")
+    assert jobs(tmp_path) == {"real/a.jpg": "real/a.jpg"}
+
+
+def test_discovery_is_lazy(tmp_path: Path) -> None:
+    touch(tmp_path, "a/1.jpg", "b/2.jpg")
+    stream = iter_jobs(tmp_path)
+    assert next(stream).input == "a/1.jpg"
+    (tmp_path / "b" / "3.jpg").write_bytes(b"x")  # seen: folder b is listed only when reached
+    assert [job.input for job in stream] == ["b/2.jpg", "b/3.jpg"]
+
+
+def test_is_candidate() -> None:
+    assert is_candidate("x.WebP")
+    assert not is_candidate("._x.jpg")
+    assert not is_candidate("x.heic")
+
+
+names = st.text(alphabet="aAbB.-_1", min_size=1, max_size=6)
+exts = st.sampled_from([".jpg", ".JPG", ".jpeg", ".png", ".PNG", ".webp", ".tif", ".bmp"])
+
+
+@given(st.lists(st.tuples(names, exts), max_size=25), st.lists(names, max_size=4))
+def test_outputs_are_unique_case_insensitively(
+    parts: list[tuple[str, str]], folders: list[str]
+) -> None:
+    files = sorted({stem + ext for stem, ext in parts})
+    result = output_names(files, reserved=folders)
+    outs = [out.lower() for out, _ in result.values()]
+    assert sorted(result) == files
+    assert len(set(outs)) == len(outs)
+    assert not set(outs) & {f.lower() for f in folders}
+    assert all(out.endswith(".jpg") for out in outs)
+    assert output_names(list(reversed(files)), reserved=folders) == result
