@@ -16,6 +16,7 @@ Importing this package does no work: Dask workers re-import it whenever they res
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from pipeline.errors import ImageError, UsageError
 if TYPE_CHECKING:
     from pipeline.report import RunReport
 
-__all__ = ["ImageError", "RunOptions", "Settings", "UsageError", "run"]
+__all__ = ["ImageError", "RunOptions", "Settings", "UsageError", "rerun", "run"]
 __version__ = "0.1.0"
 
 
@@ -42,12 +43,16 @@ def run(
     client: Any = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    only: Collection[str] | None = None,
+    progress: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """Make a web-ready JPEG of every image under `input`, mirrored under `output`.
 
     Runs on `client` when given (reuse one in a notebook: no cluster start per run), else on
     the scheduler at `scheduler`, else on a new local cluster of `workers` processes.
-    Returns the run report; failed images are records in it, never exceptions.
+    `only` limits the run to these input paths (relative to `input`); `progress` is called
+    with the report as results arrive. Returns the run report; failed images are records in
+    it, never exceptions. A bad setting or an unusable folder raises `UsageError`.
     """
     from pipeline.runner import run_pipeline
 
@@ -63,4 +68,36 @@ def run(
         overwrite=overwrite,
         timeout=timeout,
     )
-    return run_pipeline(opts, client=client)
+    return run_pipeline(opts, client=client, only=only, progress=progress)
+
+
+def rerun(
+    report: RunReport,
+    *,
+    failed_only: bool = True,
+    client: Any = None,
+    progress: Callable[[RunReport], None] | None = None,
+    **changes: Any,
+) -> RunReport:
+    """Run again what `report` ran: only its failed inputs (default), or everything.
+
+    Keyword `changes` override settings or options (`max_size=640, quality=70`,
+    `overwrite=True`); changed output settings make every output be redone.
+    """
+    from dataclasses import fields, replace
+
+    from pipeline.runner import run_pipeline
+
+    if report.options is None:
+        raise UsageError("this report has no run options to repeat")
+    setting_names = {f.name for f in fields(Settings)}
+    settings = replace(
+        report.options.settings, **{k: v for k, v in changes.items() if k in setting_names}
+    )
+    opts = replace(
+        report.options,
+        settings=settings,
+        **{k: v for k, v in changes.items() if k not in setting_names},
+    )
+    only = report.failed_inputs if failed_only else None
+    return run_pipeline(opts, client=client, only=only, progress=progress)

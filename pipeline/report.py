@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.config import RunOptions
 from pipeline.task import Record
 
 STATUSES = ("ok", "skipped", "failed")
@@ -49,6 +50,7 @@ class RunReport:
         self.failures: list[dict[str, Any]] = []
         self.bytes_read = 0
         self.bytes_written = 0
+        self.options: RunOptions | None = None  # set by the runner: what this run was asked
         self._spool: IO[str] | None = None
         if spool_dir is not None:
             # an unlinked file: nothing is left behind, whatever happens to this process
@@ -74,6 +76,11 @@ class RunReport:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def failed_inputs(self) -> list[str]:
+        """Input paths (relative to the input folder) that failed: pass to `run(only=...)`."""
+        return [row["input"] for row in self.failures]
 
     @property
     def images_per_second(self) -> float:

@@ -17,7 +17,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Any
@@ -53,10 +53,16 @@ def run_pipeline(
     report: RunReport | None = None,
     progress: Progress | None = None,
     on_connect: Callable[[Any], None] | None = None,
+    only: Collection[str] | None = None,
 ) -> RunReport:
-    """Process every input under `opts.input`; return the report (also on Ctrl-C)."""
+    """Process every input under `opts.input`; return the report (also on Ctrl-C).
+
+    `only`, when given, limits the run to these inputs (paths relative to `opts.input`), named
+    exactly as in a full run: this is how a notebook re-runs just the failed files.
+    """
     _check_folders(opts)
     report = report or RunReport(run_id=uuid.uuid4().hex[:12])
+    report.options = opts
     started = time.perf_counter()
     ctx = TaskContext(
         input_root=str(opts.input.resolve()),
@@ -73,7 +79,7 @@ def run_pipeline(
             on_connect(dask_client)
         _log_run(dask_client, report, "started")
         try:
-            _execute(dask_client, opts, ctx, report, progress, started)
+            _execute(dask_client, opts, ctx, report, progress, started, only)
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
@@ -90,11 +96,16 @@ def _execute(
     report: RunReport,
     progress: Progress | None,
     started: float,
+    only: Collection[str] | None,
 ) -> None:
     from distributed import wait
 
     threads = max(1, _total_threads(client))
-    jobs = _counted(iter_jobs(opts.input, opts.output), report, client)
+    found = iter_jobs(opts.input, opts.output)
+    if only is not None:
+        wanted = set(only)
+        found = (job for job in found if job.input in wanted)
+    jobs = _counted(found, report, client)
     partitions = _partitions(jobs, threads)
     flights: dict[str, _Flight] = {}
     retry: list[list[Job]] = []

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import run_cli
 from dask_procs import DaskProcs, dask_cluster_procs
 from distributed import Client
 from PIL import Image
@@ -14,7 +14,7 @@ from PIL import Image
 
 @pytest.fixture(scope="module")
 def procs() -> Iterator[DaskProcs]:
-    with dask_cluster_procs(nworkers=2, env={"PYTHONPATH": str(REPO)}) as running:
+    with dask_cluster_procs(nworkers=2) as running:
         yield running
 
 

@@ -1,0 +1,250 @@
+"""The bokeh side of the throughput page: one layout for the live page and the HTML report.
+
+`mount` adds a separate BokehTornado app serving PAGE_PATH to the scheduler's HTTP server
+(distributed's `RoutingApplication.add_application`), with the dashboard's template and theme.
+Only distributed, bokeh, tornado and our own by-value modules are imported here.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bokeh.document import Document
+from bokeh.layouts import column, row
+from bokeh.models import ColumnDataSource, CustomJS, DataRange1d, FactorRange, HoverTool
+from bokeh.models.layouts import LayoutDOM
+from bokeh.models.widgets.markups import Div
+from bokeh.models.widgets.tables import DataTable, NumberFormatter, TableColumn
+from bokeh.plotting import figure
+
+from pipeline import _throughput_view as view
+
+logger = logging.getLogger(__name__)
+
+PAGE_PATH = "/throughput"
+UPDATE_MS = 1000
+MAX_LEGEND = 12
+_TITLES = {
+    "worker": "Worker",
+    "threads": "Threads",
+    "ok": "OK",
+    "failed": "Failed",
+    "skipped": "Skipped",
+    "mb_read": "MB read",
+    "mb_written": "MB written",
+    "rate": "Images/s",
+    "rate_per_core": "Images/s/core",
+    "ms_per_image": "ms/image",
+}
+_DECIMALS = frozenset({"mb_read", "mb_written", "rate", "rate_per_core", "ms_per_image"})
+
+
+def _sources() -> dict[str, ColumnDataSource]:
+    return {
+        "workers": ColumnDataSource(
+            {"xs": [], "ys": [], "ys_core": [], "worker": [], "color": []}, name="tp-workers"
+        ),
+        "cluster": ColumnDataSource({"x": [], "y": [], "y_core": []}, name="tp-cluster"),
+        "bars": ColumnDataSource({"worker": [], "rate_per_core": [], "color": []}, name="tp-bars"),
+        "table": ColumnDataSource({c: [] for c in view.TABLE_COLUMNS}, name="tp-table"),
+    }
+
+
+def _line_figure(sources: dict[str, ColumnDataSource], per_core: bool, title: str) -> figure:
+    suffix = "_core" if per_core else ""
+    fig = figure(
+        title=title,
+        x_axis_type="datetime",
+        y_range=DataRange1d(start=0),
+        height=300,
+        sizing_mode="stretch_width",
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+        y_axis_label="images/s per core" if per_core else "images/s",
+    )
+    fig.multi_line(
+        xs="xs",
+        ys=f"ys{suffix}",
+        color="color",
+        legend_field="worker",
+        line_width=1.5,
+        source=sources["workers"],
+    )
+    fig.line(
+        x="x",
+        y=f"y{suffix}",
+        source=sources["cluster"],
+        color="black",
+        line_width=3,
+        legend_label="cluster mean per core" if per_core else "cluster",
+    )
+    fig.legend.location = "bottom_right"
+    fig.legend.click_policy = "hide"
+    label = "images/s per core" if per_core else "images/s"
+    fig.add_tools(HoverTool(tooltips=[("worker", "@worker"), (label, "$y{0,0.0}")]))
+    return fig
+
+
+def _bar_figure(sources: dict[str, ColumnDataSource]) -> figure:
+    title = f"Images/s per core, last {view.RECENT_BINS} bins"
+    fig = figure(
+        title=title,
+        y_range=FactorRange(),
+        x_range=DataRange1d(start=0),
+        height=300,
+        sizing_mode="stretch_width",
+        tools="",
+        toolbar_location=None,
+    )
+    fig.hbar(y="worker", right="rate_per_core", height=0.8, color="color", source=sources["bars"])
+    fig.add_tools(HoverTool(tooltips=[("worker", "@worker"), ("images/s/core", "@rate_per_core")]))
+    return fig
+
+
+def _table(sources: dict[str, ColumnDataSource]) -> DataTable:
+    columns = [
+        TableColumn(field=c, title=_TITLES[c], width=240 if c == "worker" else 90)
+        for c in view.TABLE_COLUMNS
+    ]
+    for col in columns:
+        if col.field in _DECIMALS:
+            col.formatter = NumberFormatter(format="0,0.0")
+    table = DataTable(
+        source=sources["table"],
+        columns=columns,
+        index_position=None,
+        height=300,
+        sizing_mode="stretch_width",
+    )
+    sources["table"].js_on_change("data", CustomJS(args={"table": table}, code=_REDRAW_TABLE))
+    return table
+
+
+# BokehJS (3.9) redraws a DataTable only when its row count changes: the CDSView's indices
+# stay equal, so no change event reaches the table. Redraw it ourselves on every new data.
+_REDRAW_TABLE = """
+const views = (table.document && table.document.views_manager) || Bokeh.index;
+for (const view of views.find(table)) {
+  if (typeof view.updateGrid === "function") { view.updateGrid(); } else { table.change.emit(); }
+}
+"""
+
+
+def build() -> tuple[LayoutDOM, dict[str, Any]]:
+    """The page layout and the handles `fill` updates."""
+    sources = _sources()
+    handles: dict[str, Any] = dict(sources)
+    handles["progress"] = Div(text=view.progress(None), sizing_mode="stretch_width")
+    handles["rate"] = _line_figure(sources, False, "Images/s: cluster and per worker")
+    handles["core"] = _line_figure(sources, True, "Images/s per core (worker thread)")
+    handles["bar"] = _bar_figure(sources)
+    layout = column(
+        handles["progress"],
+        row(handles["rate"], handles["core"], sizing_mode="stretch_width"),
+        row(handles["bar"], _table(sources), sizing_mode="stretch_width"),
+        sizing_mode="stretch_width",
+    )
+    return layout, handles
+
+
+def fill(handles: dict[str, Any], run: dict[str, Any] | None, now: float | None = None) -> None:
+    """Point every source at `run` (a run dict from a snapshot), or clear them."""
+    handles["progress"].text = view.progress(run, now)
+    if run is None:
+        return
+    lines = view.series(run)
+    handles["workers"].data = lines["workers"]
+    for fig in (handles["rate"], handles["core"]):  # a legend of 50 workers hides the plot
+        fig.legend.visible = len(lines["workers"]["worker"]) <= MAX_LEGEND
+    handles["cluster"].data = lines["cluster"]
+    bars = view.bars(run)
+    handles["bar"].y_range.factors = list(reversed(bars["worker"]))
+    handles["bars"].data = bars
+    handles["table"].data = view.table(run)
+
+
+def _doc(
+    get_run: Callable[[], dict[str, Any] | None],
+    scheduler: Any,
+    extra: dict[str, Any],
+    doc: Document,
+) -> None:
+    layout, handles = build()
+    fill(handles, get_run())
+
+    def update() -> None:
+        try:
+            fill(handles, get_run(), time.time())
+        except Exception:  # a broken update must not kill the page session
+            logger.exception("Throughput page update failed")
+
+    doc.add_periodic_callback(update, UPDATE_MS)
+    doc.title = "Dask: Throughput"
+    doc.add_root(layout)
+    _dask_look(doc, extra)
+
+
+def _dask_look(doc: Document, extra: dict[str, Any]) -> None:
+    """The dashboard's own template and theme (private API: the page works without them)."""
+    try:
+        from distributed.dashboard.components.scheduler import BOKEH_THEME, env
+
+        doc.template = env.get_template("simple.html")
+        doc.template_variables.update(extra)
+        doc.theme = BOKEH_THEME
+    except Exception:
+        logger.info("Dask dashboard template unavailable; plain bokeh page", exc_info=True)
+
+
+def mount(scheduler: Any, get_run: Callable[[], dict[str, Any] | None]) -> Any:
+    """Serve PAGE_PATH next to the scheduler's dashboard; return the app, or None if not mounted."""
+    http_app: Any = getattr(scheduler, "http_application", None)
+    apps = list(getattr(http_app, "applications", []))
+    if any(PAGE_PATH in getattr(app, "app_paths", ()) for app in apps):
+        return None
+    dashboard = next((app for app in apps if "/status" in getattr(app, "app_paths", ())), None)
+    if dashboard is None:
+        logger.info("The scheduler has no dashboard; %s not mounted", PAGE_PATH)
+        return None
+    from distributed.dashboard.core import BokehApplication
+    from tornado.ioloop import IOLoop
+
+    app = BokehApplication(
+        {PAGE_PATH: functools.partial(_doc, get_run)},
+        scheduler,
+        prefix=dashboard.prefix,
+        template_variables=_nav(scheduler, True),
+    )
+    http_app.add_application(app)
+    app.initialize(IOLoop.current())
+    app.start()
+    return app
+
+
+def unmount(scheduler: Any, app: Any) -> None:
+    """Stop serving the page (scheduler closing), so nothing outlives it in this process."""
+    app.stop(wait=False)
+    applications = getattr(getattr(scheduler, "http_application", None), "applications", [])
+    if app in applications:
+        applications.remove(app)
+    _nav(scheduler, False)
+
+
+def _nav(scheduler: Any, add: bool) -> dict[str, Any]:
+    """Add or remove the "Throughput" navbar tab, shared by every dashboard page (private API)."""
+    try:
+        from distributed.dashboard.scheduler import template_variables
+
+        variables: dict[str, Any] = template_variables(scheduler)
+        pages, name = variables["pages"], PAGE_PATH.strip("/")
+        if add and name not in pages:
+            pages.insert(pages.index("info") if "info" in pages else len(pages), name)
+        elif not add and name in pages:
+            pages.remove(name)
+        return variables
+    except Exception:
+        logger.info("No navbar tab for %s", PAGE_PATH, exc_info=True)
+        return {}
