@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from pipeline import config
-from pipeline.config import RunOptions, Settings
+from pipeline.config import RunOptions, Settings, TLSFiles
 from pipeline.errors import UsageError
 from pipeline.report import RunReport
 
@@ -59,6 +59,9 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add("--max-pixels", type=int, metavar="N", help="refuse larger images [100000000]")
     add("--background", metavar="COLOUR", default="white", help="behind transparency [white]")
     add("--timeout", type=float, metavar="S", help="per-image time limit in seconds [300]")
+    add("--tls-ca-file", type=Path, metavar="PEM", help="CA certificate of a tls:// scheduler")
+    add("--tls-cert", type=Path, metavar="PEM", help="client certificate for a tls:// scheduler")
+    add("--tls-key", type=Path, metavar="PEM", help="client key (if not in --tls-cert)")
     add("--connect-timeout", type=float, metavar="S", help="wait for a scheduler at most S s [10]")
     add("--quiet", action="store_true", help="no progress bar or summary on the terminal")
 
@@ -85,6 +88,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
         report=args.report,
         timeout=_pick(args.timeout, None, config.DEFAULT_TIMEOUT),
         connect_timeout=_pick(args.connect_timeout, None, config.DEFAULT_CONNECT_TIMEOUT),
+        tls=_tls(args),
     )
 
 
@@ -98,6 +102,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except UsageError as exc:
         print(f"pipeline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # before the run started (e.g. while the cluster came up)
+        print("pipeline: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _run(opts: RunOptions, *, quiet: bool) -> int:
@@ -184,6 +191,16 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _pick(flag: T | None, env_value: T | None, default: T) -> T:
     return flag if flag is not None else env_value if env_value is not None else default
+
+
+def _tls(args: argparse.Namespace) -> TLSFiles | None:
+    if args.tls_ca_file is None and args.tls_cert is None:
+        if args.tls_key is not None:
+            raise UsageError("--tls-key needs --tls-ca-file and --tls-cert")
+        return None
+    if args.tls_ca_file is None or args.tls_cert is None:
+        raise UsageError("TLS needs both --tls-ca-file and --tls-cert")
+    return TLSFiles(ca_file=args.tls_ca_file, cert=args.tls_cert, key=args.tls_key)
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:

@@ -62,6 +62,20 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class TLSFiles:
+    """PEM files for a TLS-secured scheduler (see `dask scheduler --tls-*`)."""
+
+    ca_file: Path
+    cert: Path
+    key: Path | None = None  # None when the key is inside the certificate file
+
+    def __post_init__(self) -> None:
+        for path in (self.ca_file, self.cert, self.key):
+            if path is not None and not path.is_file():
+                raise UsageError(f"TLS file not found: {path}")
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """Where a run reads and writes, and how it is executed."""
 
@@ -74,6 +88,7 @@ class RunOptions:
     report: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    tls: TLSFiles | None = None  # client certificates for a tls:// scheduler
 
     def __post_init__(self) -> None:
         if self.workers is not None:

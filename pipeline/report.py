@@ -20,6 +20,7 @@ from pipeline.config import RunOptions
 from pipeline.task import Record
 
 STATUSES = ("ok", "skipped", "failed")
+MAX_FAILURES_KEPT = 10_000  # in memory when records are spooled; the JSON report has them all
 REPORT_FIELDS = (
     "input",
     "output",
@@ -44,6 +45,7 @@ class RunReport:
         self.counts = dict.fromkeys(STATUSES, 0)
         self.seconds = 0.0
         self.interrupted = False
+        self.stopped: str | None = None  # why the run stopped early (e.g. "output disk full")
         self.discovered = 0
         self.dashboard_link = ""
         self.records: list[dict[str, Any]] | None = [] if keep_records else None
@@ -65,7 +67,11 @@ class RunReport:
             self.counts[record["status"]] += 1
             self.bytes_read += record["bytes_read"]
             self.bytes_written += record["bytes_written"]
-            if row["status"] == "failed":
+            if record.get("fatal") and self.stopped is None:
+                self.stopped = record["fatal"]
+            if row["status"] == "failed" and (
+                self.records is not None or len(self.failures) < MAX_FAILURES_KEPT
+            ):
                 self.failures.append(row)
             if self.records is not None:
                 self.records.append(row)
@@ -95,12 +101,15 @@ class RunReport:
             "megabytes_read": round(self.bytes_read / 1e6, 3),
             "megabytes_written": round(self.bytes_written / 1e6, 3),
             "interrupted": self.interrupted,
+            "stopped": self.stopped,
             "run_id": self.run_id,
         }
 
     def summary_line(self) -> str:
         c = self.counts
         head = "interrupted after" if self.interrupted else "done:"
+        if self.stopped:
+            head = f"stopped ({self.stopped}) after"
         return (
             f"{head} {self.total} images: {c['ok']} ok, {c['skipped']} skipped, "
             f"{c['failed']} failed in {self.seconds:.1f} s ({self.images_per_second:.1f} images/s)"

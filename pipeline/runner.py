@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain, islice
 from typing import Any
 
@@ -27,7 +29,13 @@ from pipeline.discover import Job, iter_jobs
 from pipeline.errors import UsageError
 from pipeline.events import RUN_TOPIC
 from pipeline.report import RunReport
-from pipeline.task import Record, TaskContext, process_partition
+from pipeline.task import (
+    Record,
+    TaskContext,
+    failed_record,
+    process_partition,
+    written_by_run,
+)
 
 MAX_PARTITION = 256  # images per task at most: small enough to balance, large enough to be cheap
 PARTITIONS_PER_THREAD = 4  # the first wave's target when the whole input is already known
@@ -73,19 +81,23 @@ def run_pipeline(
         overwrite=opts.overwrite,
         timeout=opts.timeout,
     )
+    flights: dict[str, _Flight] = {}
     with _connected(opts, client) as dask_client:
         report.dashboard_link = _register_dashboard(dask_client)
         if on_connect is not None:
             on_connect(dask_client)
         _log_run(dask_client, report, "started")
         try:
-            _execute(dask_client, opts, ctx, report, progress, started, only)
+            _execute(dask_client, opts, ctx, report, progress, started, only, flights)
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
             report.seconds = time.perf_counter() - started
             with contextlib.suppress(Exception):
                 _log_run(dask_client, report, "finished")
+    if report.interrupted:  # the cluster is down (or our tasks cancelled): look at the disk
+        for flight in flights.values():
+            report.add(r for r in map(partial(written_by_run, ctx=ctx), flight.jobs) if r)
     return report
 
 
@@ -97,38 +109,87 @@ def _execute(
     progress: Progress | None,
     started: float,
     only: Collection[str] | None,
+    flights: dict[str, _Flight],
 ) -> None:
-    from distributed import wait
-
     threads = max(1, _total_threads(client))
     found = iter_jobs(opts.input, opts.output)
     if only is not None:
         wanted = set(only)
         found = (job for job in found if job.input in wanted)
-    jobs = _counted(found, report, client)
-    partitions = _partitions(jobs, threads)
-    flights: dict[str, _Flight] = {}
-    retry: list[list[Job]] = []
+    partitions = _partitions(_counted(found, report, client), threads)
+    driver = _Driver(client, ctx, report, flights, lambda: _tick(report, progress, started))
     try:
+        suspects = driver.drive(partitions, limit=threads * IN_FLIGHT_PER_THREAD)
+        # Images whose partition kept killing workers: now each runs alone, so a death can
+        # only be its own fault (a queued neighbour on a dying worker is counted too).
+        driver.drive(iter([[job] for job in suspects]), limit=1, quarantine=True)
+    except BaseException:
+        client.cancel([f.future for f in flights.values()])
+        raise
+    if report.stopped is not None:
+        reason = f"not processed: {report.stopped}"
+        for jobs in chain(driver.queue, partitions, [suspects]):
+            report.add(failed_record(job, reason) for job in jobs)
+
+
+def _tick(report: RunReport, progress: Progress | None, started: float) -> None:
+    report.seconds = time.perf_counter() - started
+    if progress is not None:
+        progress(report)
+
+
+class _Driver:
+    """Keeps up to `limit` partitions in flight and folds their results into the report."""
+
+    def __init__(
+        self,
+        client: Any,
+        ctx: TaskContext,
+        report: RunReport,
+        flights: dict[str, _Flight],
+        tick: Callable[[], None],
+    ) -> None:
+        self.client, self.ctx, self.report, self.flights, self.tick = (
+            client, ctx, report, flights, tick
+        )  # fmt: skip
+        self.queue: list[list[Job]] = []  # split partitions, before new ones
+
+    def drive(
+        self, partitions: Iterator[list[Job]], *, limit: int, quarantine: bool = False
+    ) -> list[Job]:
+        """Run `partitions` to the end; return the images suspected of killing workers."""
+        from distributed import wait
+
+        suspects: list[Job] = []
         while True:
-            room = threads * IN_FLIGHT_PER_THREAD - len(flights)
-            if room > 0:
-                wave = retry[:room] or list(islice(partitions, room))
-                del retry[: len(wave) if retry else 0]
-                _submit(client, wave, ctx, flights)
-            if not flights:
-                break
-            done = _wait_some(wait, [f.future for f in flights.values()])
-            for future in done:
-                flight = flights.pop(future.key)
-                retry.extend(_collect(flight, report))
+            room = limit - len(self.flights)
+            if room > 0 and self.report.stopped is None:
+                wave = self.queue[:room] or list(islice(partitions, room))
+                del self.queue[: len(wave) if self.queue else 0]
+                _submit(self.client, wave, self.ctx, self.flights)
+            if not self.flights:
+                return suspects
+            for future in _wait_some(wait, [f.future for f in self.flights.values()]):
+                suspects.extend(self._collect(self.flights.pop(future.key), quarantine))
                 future.release()
-            report.seconds = time.perf_counter() - started
-            if progress is not None:
-                progress(report)
-    finally:
-        if flights:
-            client.cancel([f.future for f in flights.values()])
+            self.tick()
+
+    def _collect(self, flight: _Flight, quarantine: bool) -> list[Job]:
+        from distributed.scheduler import KilledWorker
+
+        future = flight.future
+        if future.status == "finished":
+            self.report.add(future.result())
+            return []
+        exc = future.exception()
+        if isinstance(exc, KilledWorker) and len(flight.jobs) > 1:
+            self.queue.extend([job] for job in flight.jobs)  # isolate the guilty image
+            return []
+        if isinstance(exc, KilledWorker) and not quarantine:
+            return flight.jobs
+        reason = WORKER_DIED if isinstance(exc, KilledWorker) else f"task failed: {exc!r}"[:300]
+        self.report.add(failed_record(job, reason) for job in flight.jobs)
+        return []
 
 
 def _wait_some(wait: Callable[..., Any], futures: list[Any]) -> list[Any]:
@@ -159,37 +220,6 @@ def _run_partition(parts: Sequence[list[Job]], ctx: TaskContext) -> list[Record]
     return process_partition(chain.from_iterable(parts), ctx)
 
 
-def _collect(flight: _Flight, report: RunReport) -> list[list[Job]]:
-    """Fold a finished partition into the report; return partitions to retry."""
-    from distributed.scheduler import KilledWorker
-
-    future = flight.future
-    if future.status == "finished":
-        report.add(future.result())
-        return []
-    exc = future.exception()
-    if isinstance(exc, KilledWorker) and len(flight.jobs) > 1:
-        return [[job] for job in flight.jobs]  # isolate the image that kills its worker
-    reason = WORKER_DIED if isinstance(exc, KilledWorker) else f"task failed: {exc!r}"[:300]
-    report.add(_failed(job, reason) for job in flight.jobs)
-    return []
-
-
-def _failed(job: Job, reason: str) -> Record:
-    return Record(
-        input=job.input,
-        output=None,
-        status="failed",
-        error=reason,
-        note=job.note,
-        bytes_read=0,
-        bytes_written=0,
-        seconds=0.0,
-        width=None,
-        height=None,
-    )
-
-
 def _partitions(jobs: Iterator[Job], threads: int) -> Iterator[list[Job]]:
     """Group jobs into partitions: sized to spread a small run over all threads, capped."""
     head = list(islice(jobs, LOOKAHEAD))
@@ -211,14 +241,16 @@ def _counted(jobs: Iterator[Job], report: RunReport, client: Any) -> Iterator[Jo
 
 
 def _check_folders(opts: RunOptions) -> None:
+    """Set-up errors before any work: no input folder, or an output folder we cannot write."""
     if not opts.input.is_dir():
         raise UsageError(f"input folder not found: {opts.input}")
     try:
         opts.output.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=opts.output, prefix=".pipeline-probe-"):
+            pass
     except OSError as exc:
-        raise UsageError(f"cannot create output folder {opts.output}: {exc.strerror}") from None
-    if not os.access(opts.output, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder is not writable: {opts.output}")
+        cause = exc.strerror or type(exc).__name__
+        raise UsageError(f"output folder is not writable: {opts.output} ({cause})") from None
 
 
 @contextlib.contextmanager
@@ -240,7 +272,7 @@ def _remote_client(opts: RunOptions) -> Iterator[Any]:
     from distributed import Client
 
     try:
-        client = Client(opts.scheduler, timeout=opts.connect_timeout)
+        client = Client(opts.scheduler, timeout=opts.connect_timeout, security=_security(opts))
     except (OSError, TimeoutError, ValueError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise UsageError(f"cannot reach Dask scheduler at {opts.scheduler}: {reason}") from None
@@ -249,6 +281,21 @@ def _remote_client(opts: RunOptions) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+def _security(opts: RunOptions) -> Any:
+    """TLS from --tls-* flags; otherwise Dask's own config (distributed.comm.tls.*) applies."""
+    from distributed.security import Security
+
+    if opts.tls is None:
+        return Security()
+    key = str(opts.tls.key) if opts.tls.key else None
+    return Security(
+        tls_ca_file=str(opts.tls.ca_file),
+        tls_client_cert=str(opts.tls.cert),
+        tls_client_key=key,
+        require_encryption=True,
+    )
 
 
 def _wait_for_workers(client: Any, opts: RunOptions) -> None:
@@ -268,7 +315,13 @@ def _local_client(opts: RunOptions) -> Iterator[Any]:
 
     workers = opts.workers or os.cpu_count() or 1
     with (
-        dask.config.set({"distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES}),
+        dask.config.set(
+            {
+                "distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
+                # one task per single-threaded worker: a dying worker takes no queued neighbour
+                "distributed.scheduler.worker-saturation": 1.0,
+            }
+        ),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=1,

@@ -10,6 +10,7 @@ an input whose relative path contains NAME. Unset, it costs one dictionary look-
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -25,6 +26,12 @@ from pipeline.errors import ImageError, describe
 from pipeline.transform import Transformed, transform
 
 MAX_INPUT_BYTES = 1 << 30  # larger files are refused before they are read
+#: Write errors that will fail every later image too: the run stops instead of grinding on.
+FATAL_WRITE_ERRORS = {
+    errno.ENOSPC: "output disk full",
+    errno.EDQUOT: "output disk quota exceeded",
+    errno.EROFS: "output file system is read-only",
+}
 FAULT_ENV = "PIPELINE_FAULT_INJECTION"
 CRASH_EXIT_CODE = 70
 R = TypeVar("R")
@@ -57,6 +64,7 @@ class Record(TypedDict):
     width: int | None
     height: int | None
     resumed: NotRequired[bool]  # already written by an earlier attempt of this same run
+    fatal: NotRequired[str]  # the output storage is unusable (disk full, read-only): stop the run
 
 
 def process_partition(jobs: Iterable[Job], ctx: TaskContext) -> list[Record]:
@@ -64,10 +72,15 @@ def process_partition(jobs: Iterable[Job], ctx: TaskContext) -> list[Record]:
     faults = _faults()
     reporter = telemetry.BatchReporter(ctx.run_id)
     records: list[Record] = []
+    fatal: str | None = None
     try:
         for job in jobs:
+            if fatal is not None:
+                records.append(failed_record(job, f"not processed: {fatal}"))
+                continue
             record = process_job(job, ctx, faults=faults)
             records.append(record)
+            fatal = record.get("fatal")
             if not record.get("resumed"):
                 reporter.add(
                     record["status"],
@@ -89,6 +102,8 @@ def process_job(job: Job, ctx: TaskContext, *, faults: dict[str, str] | None = N
         _run(job, ctx, record, faults or {})
     except Exception as exc:
         record["status"], record["error"], record["output"] = "failed", describe(exc), None
+        if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRORS:
+            record["fatal"] = FATAL_WRITE_ERRORS[exc.errno]
     record["seconds"] = round(time.perf_counter() - started, 6)
     return record
 
@@ -111,12 +126,46 @@ def _run(job: Job, ctx: TaskContext, record: Record, faults: dict[str, str]) -> 
         lambda: _read_and_transform(source, job.input, ctx.settings, mark, faults), ctx.timeout
     )
     write_started = time.perf_counter()
-    outputs.write_atomic(target, result.data)
+    _write(target, result.data)
     timings = dict(result.timings, write=time.perf_counter() - write_started)
     telemetry.record_stages(timings)
     record["status"] = "ok"
     record["bytes_read"], record["bytes_written"] = stat.st_size, len(result.data)
     record["width"], record["height"] = result.width, result.height
+
+
+def _write(target: Path, data: bytes) -> None:
+    try:
+        outputs.write_atomic(target, data)
+    except OSError as exc:
+        cause = FATAL_WRITE_ERRORS.get(exc.errno or 0) or exc.strerror or type(exc).__name__
+        raise OSError(exc.errno, f"cannot write output ({cause})", str(target)) from exc
+
+
+def written_by_run(job: Job, ctx: TaskContext) -> Record | None:
+    """The ok record of a job whose output this run already wrote, else None.
+
+    Used after an interrupt to report what in-flight partitions finished before they stopped.
+    """
+    try:
+        stat = Path(ctx.input_root, job.input).stat()
+    except OSError:
+        return None
+    target = Path(ctx.output_root, job.output)
+    mark = outputs.marker(ctx.settings.fingerprint(), stat.st_size, stat.st_mtime_ns)
+    if outputs.read_marker(target) != mark or not _written_since(target, ctx.started_ns):
+        return None
+    record = _record(job)
+    record["status"] = "ok"
+    record["bytes_read"], record["bytes_written"] = stat.st_size, target.stat().st_size
+    return record
+
+
+def failed_record(job: Job, reason: str) -> Record:
+    """The record of an input that failed (or was not attempted) for `reason`."""
+    record = _record(job)
+    record["output"], record["error"] = None, reason
+    return record
 
 
 def _read_and_transform(
