@@ -273,7 +273,7 @@ def _remote_client(opts: RunOptions) -> Iterator[Any]:
 
     try:
         client = Client(opts.scheduler, timeout=opts.connect_timeout, security=_security(opts))
-    except (OSError, TimeoutError, ValueError) as exc:
+    except Exception as exc:  # OSError, TimeoutError, and TLS set-up errors of any type
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise UsageError(f"cannot reach Dask scheduler at {opts.scheduler}: {reason}") from None
     try:
