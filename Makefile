@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 INPUT_DIR ?= data/input
 OUTPUT_DIR ?= data/output
 PYTEST_ARGS ?=
+WORKERS ?= 2
+COMPOSE := docker compose -f docker-compose.yml
 
 .DEFAULT_GOAL := help
 .PHONY: help install run samples test lint format bench notebook lock clean compose-up compose-down
@@ -36,10 +38,25 @@ lint: $(STAMP) ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+notebook: $(STAMP) ## JupyterLab on 127.0.0.1 with the project (adds the notebook extra on first use)
+	@$(PY) -c "import jupyterlab, dask_labextension" 2>/dev/null || \
+	  $(PY) -m pip install -q -c requirements/lock.txt --no-build-isolation -e ".[notebook]"
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --ServerApp.root_dir=notebooks $(JUPYTER_ARGS)
+
+compose-up: ## Docker: build the image, run scheduler + WORKERS workers (2) + runner on data/input
+	@mkdir -p $(INPUT_DIR) $(OUTPUT_DIR)
+	INPUT_DIR=$(abspath $(INPUT_DIR)) OUTPUT_DIR=$(abspath $(OUTPUT_DIR)) \
+	PIPELINE_UID=$$(id -u) PIPELINE_GID=$$(id -g) \
+	$(COMPOSE) up --build --scale worker=$(WORKERS) --exit-code-from runner
+
+compose-down: ## Docker: remove the compose containers and network
+	$(COMPOSE) down --remove-orphans
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml in a scratch venv
 	rm -rf .lock-venv && $(PYTHON) requirements/make_venv.py .lock-venv

@@ -8,11 +8,14 @@ written).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -63,6 +66,9 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add("--tls-cert", type=Path, metavar="PEM", help="client certificate for a tls:// scheduler")
     add("--tls-key", type=Path, metavar="PEM", help="client key (if not in --tls-cert)")
     add("--connect-timeout", type=float, metavar="S", help="wait for a scheduler at most S s [10]")
+    add("--throughput-report", type=Path, metavar="HTML", help="save the per-core throughput plot")
+    add("--performance-report", type=Path, metavar="HTML", help="save Dask's performance report")
+    add("--keep-alive", action="store_true", help="keep the local cluster's dashboard up after")
     add("--quiet", action="store_true", help="no progress bar or summary on the terminal")
 
 
@@ -89,6 +95,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
         timeout=_pick(args.timeout, None, config.DEFAULT_TIMEOUT),
         connect_timeout=_pick(args.connect_timeout, None, config.DEFAULT_CONNECT_TIMEOUT),
         tls=_tls(args),
+        performance_report=args.performance_report,
     )
 
 
@@ -98,7 +105,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         args = build_parser().parse_args(argv)
         if args.command == "samples":
             return _samples(args)
-        return _run(resolve(args, env), quiet=args.quiet)
+        after = _After(args.throughput_report, keep_alive=args.keep_alive, quiet=args.quiet)
+        return _run(resolve(args, env), quiet=args.quiet, after=after)
     except UsageError as exc:
         print(f"pipeline: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -107,35 +115,60 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_INTERRUPTED
 
 
-def _run(opts: RunOptions, *, quiet: bool) -> int:
+def _run(opts: RunOptions, *, quiet: bool, after: _After) -> int:
     from pipeline.runner import run_pipeline
 
     signal.signal(signal.SIGTERM, _interrupt)
     report = RunReport(run_id=_run_id(), keep_records=False, spool_dir=_spool_dir(opts.report))
     bar = _ProgressBar(enabled=not quiet and sys.stderr.isatty())
     try:
-        run_pipeline(opts, report=report, progress=bar.update, on_connect=_announce(quiet))
+        run_pipeline(
+            opts,
+            report=report,
+            progress=bar.update,
+            on_connect=partial(_announce, report, quiet=quiet),
+            on_finish=partial(after, report),
+        )
         bar.close()
         if opts.report is not None:
             report.write_json(opts.report)
     finally:
         report.close()
-    _print_outcome(report, quiet=quiet)
+    if not after.printed:
+        _print_outcome(report, quiet=quiet)
     if report.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if report.counts["failed"] else EXIT_OK
 
 
-def _announce(quiet: bool) -> Callable[[Any], None]:
-    def on_connect(client: Any) -> None:
-        link = getattr(client, "dashboard_link", "")
-        if not quiet and link:
-            print(
-                f"Dask dashboard: {link}  (throughput: {link.rsplit('/', 1)[0]}/throughput)",
-                flush=True,
-            )
+def _announce(report: RunReport, client: Any, *, quiet: bool) -> None:
+    if not quiet and report.dashboard_link:
+        extra = f"  (throughput: {report.throughput_link})" if report.throughput_link else ""
+        print(f"Dask dashboard: {report.dashboard_link}{extra}", flush=True)
 
-    return on_connect
+
+@dataclass
+class _After:
+    """What the CLI does once the last result is in, while the cluster is still up."""
+
+    throughput: Path | None = None
+    keep_alive: bool = False
+    quiet: bool = False
+    printed: bool = False  # the outcome was shown before keeping the dashboard alive
+
+    def __call__(self, report: RunReport, client: Any) -> None:
+        if self.throughput is not None and report.throughput_link:
+            from pipeline import dashboard
+
+            snap = dashboard.snapshot(client)
+            dashboard.save_throughput_report(snap, self.throughput, run=report.run_id)
+        if self.keep_alive and report.dashboard_link and not report.interrupted:
+            _print_outcome(report, quiet=self.quiet)
+            self.printed = True
+            print(f"dashboard stays up at {report.dashboard_link} (Ctrl-C to stop)", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
 
 
 def _print_outcome(report: RunReport, *, quiet: bool) -> None:

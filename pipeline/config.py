@@ -89,6 +89,7 @@ class RunOptions:
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     tls: TLSFiles | None = None  # client certificates for a tls:// scheduler
+    performance_report: Path | None = None  # Dask's performance_report HTML of the run
 
     def __post_init__(self) -> None:
         if self.workers is not None:

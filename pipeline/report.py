@@ -48,6 +48,7 @@ class RunReport:
         self.stopped: str | None = None  # why the run stopped early (e.g. "output disk full")
         self.discovered = 0
         self.dashboard_link = ""
+        self.throughput_link = ""
         self.records: list[dict[str, Any]] | None = [] if keep_records else None
         self.failures: list[dict[str, Any]] = []
         self.bytes_read = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -61,12 +62,15 @@ def run_pipeline(
     report: RunReport | None = None,
     progress: Progress | None = None,
     on_connect: Callable[[Any], None] | None = None,
+    on_finish: Callable[[Any], None] | None = None,
     only: Collection[str] | None = None,
 ) -> RunReport:
     """Process every input under `opts.input`; return the report (also on Ctrl-C).
 
     `only`, when given, limits the run to these inputs (paths relative to `opts.input`), named
     exactly as in a full run: this is how a notebook re-runs just the failed files.
+    `on_connect(client)` runs once the cluster is up and the dashboard page registered;
+    `on_finish(client)` after the last result, while the cluster is still up.
     """
     _check_folders(opts)
     report = report or RunReport(run_id=uuid.uuid4().hex[:12])
@@ -83,18 +87,22 @@ def run_pipeline(
     )
     flights: dict[str, _Flight] = {}
     with _connected(opts, client) as dask_client:
-        report.dashboard_link = _register_dashboard(dask_client)
+        report.dashboard_link = str(getattr(dask_client, "dashboard_link", "") or "")
+        report.throughput_link = _register_dashboard(dask_client)
         if on_connect is not None:
             on_connect(dask_client)
         _log_run(dask_client, report, "started")
         try:
-            _execute(dask_client, opts, ctx, report, progress, started, only, flights)
+            with _performance_report(opts):
+                _execute(dask_client, opts, ctx, report, progress, started, only, flights)
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
             report.seconds = time.perf_counter() - started
             with contextlib.suppress(Exception):
                 _log_run(dask_client, report, "finished")
+        if on_finish is not None:
+            on_finish(dask_client)
     if report.interrupted:  # the cluster is down (or our tasks cancelled): look at the disk
         for flight in flights.values():
             report.add(r for r in map(partial(written_by_run, ctx=ctx), flight.jobs) if r)
@@ -347,15 +355,22 @@ def _total_threads(client: Any) -> int:
 
 
 def _register_dashboard(client: Any) -> str:
-    link = str(getattr(client, "dashboard_link", "") or "")
+    """Mount the throughput page; its URL, or "" (no dashboard, or the scheduler refused)."""
+    from pipeline import dashboard
+
     try:
-        from pipeline import dashboard
-    except ImportError:
-        return link
-    try:
-        return dashboard.register(client) or link
-    except Exception:
-        return link
+        return dashboard.register(client)
+    except Exception as exc:  # the run matters more than the page: say so and go on
+        print(f"pipeline: warning: throughput page not available: {exc}", file=sys.stderr)
+        return ""
+
+
+def _performance_report(opts: RunOptions) -> contextlib.AbstractContextManager[Any]:
+    if opts.performance_report is None:
+        return contextlib.nullcontext()
+    from distributed import performance_report
+
+    return performance_report(filename=str(opts.performance_report))
 
 
 def _log_run(client: Any, report: RunReport, state: str) -> None:
