@@ -25,6 +25,7 @@ from functools import partial
 from itertools import chain, islice
 from typing import Any
 
+from pipeline import tuning
 from pipeline.config import RunOptions
 from pipeline.discover import Job, iter_jobs
 from pipeline.errors import UsageError
@@ -89,6 +90,7 @@ def run_pipeline(
     with _connected(opts, client) as dask_client:
         report.dashboard_link = str(getattr(dask_client, "dashboard_link", "") or "")
         report.throughput_link = _register_dashboard(dask_client)
+        tuning.register(dask_client)
         if on_connect is not None:
             on_connect(dask_client)
         _log_run(dask_client, report, "started")
@@ -328,6 +330,7 @@ def _local_client(opts: RunOptions) -> Iterator[Any]:
                 "distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
                 # one task per single-threaded worker: a dying worker takes no queued neighbour
                 "distributed.scheduler.worker-saturation": 1.0,
+                **tuning.local_config(),
             }
         ),
         LocalCluster(
