@@ -23,6 +23,7 @@ from pipeline import config
 from pipeline.config import RunOptions, Settings, TLSFiles
 from pipeline.errors import UsageError
 from pipeline.report import RunReport
+from pipeline.storage import as_location
 
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -49,8 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run_options(run: argparse.ArgumentParser) -> None:
     add = run.add_argument
-    add("--input", type=Path, help=f"folder scanned for images [${config.ENV_INPUT}; data/input]")
-    add("--output", type=Path, help=f"folder for the JPEGs [${config.ENV_OUTPUT}; data/output]")
+    add(
+        "--input",
+        type=as_location,
+        help=f"folder scanned for images [${config.ENV_INPUT}; data/input]",
+    )
+    add(
+        "--output",
+        type=as_location,
+        help=f"folder for the JPEGs [${config.ENV_OUTPUT}; data/output]",
+    )
     add(
         "--max-size", type=int, metavar="N", help=f"fit within N x N [${config.ENV_MAX_SIZE}; 1920]"
     )
@@ -85,8 +94,10 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
         background=config.parse_background(args.background),
     )
     return RunOptions(
-        input=_pick(args.input, _path(env, config.ENV_INPUT), Path(config.DEFAULT_INPUT)),
-        output=_pick(args.output, _path(env, config.ENV_OUTPUT), Path(config.DEFAULT_OUTPUT)),
+        input=_pick(args.input, _path(env, config.ENV_INPUT), as_location(config.DEFAULT_INPUT)),
+        output=_pick(
+            args.output, _path(env, config.ENV_OUTPUT), as_location(config.DEFAULT_OUTPUT)
+        ),
         settings=settings,
         scheduler=args.scheduler or config.env_str(env, config.ENV_SCHEDULER),
         workers=args.workers,
@@ -236,9 +247,9 @@ def _tls(args: argparse.Namespace) -> TLSFiles | None:
     return TLSFiles(ca_file=args.tls_ca_file, cert=args.tls_cert, key=args.tls_key)
 
 
-def _path(env: Mapping[str, str], name: str) -> Path | None:
+def _path(env: Mapping[str, str], name: str) -> Path | str | None:
     value = config.env_str(env, name)
-    return Path(value) if value else None
+    return as_location(value) if value else None
 
 
 def _spool_dir(report: Path | None) -> Path | None:

@@ -79,8 +79,8 @@ class TLSFiles:
 class RunOptions:
     """Where a run reads and writes, and how it is executed."""
 
-    input: Path = Path(DEFAULT_INPUT)
-    output: Path = Path(DEFAULT_OUTPUT)
+    input: Path | str = Path(DEFAULT_INPUT)  # a folder, or a URL such as s3://bucket/prefix
+    output: Path | str = Path(DEFAULT_OUTPUT)
     settings: Settings = field(default_factory=Settings)
     scheduler: str | None = None
     workers: int | None = None

@@ -13,9 +13,11 @@ case-insensitively, so outputs stay distinct on case-insensitive file systems to
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipeline.storage import Store, local_identity
 
 #: The input extensions, compared in lower case.
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -70,44 +72,46 @@ def output_names(
     return {name: chosen[name] for name in ordered}
 
 
-def iter_jobs(input_root: Path, output_root: Path | None = None) -> Iterator[Job]:
+def iter_jobs(
+    input_root: str | Path | Store, output_root: str | Path | Store | None = None
+) -> Iterator[Job]:
     """Yield a Job for every input image under `input_root`, folder by folder, sorted.
 
-    A folder that is `output_root` (when the output lives inside the input) is not entered, and
-    neither are hidden folders or symbolic links to folders (which could loop).
+    The output folder is not entered when it lies inside the input (compared by identity for
+    local folders, by prefix for URLs), and neither are hidden folders or symbolic links to
+    folders (which could loop).
     """
-    skip = _identity(output_root) if output_root is not None else None
+    source = _store(input_root)
+    is_output = _output_test(source, None if output_root is None else _store(output_root))
     pending = [""]
     while pending:
         rel = pending.pop()
-        folder = input_root / rel if rel else input_root
-        files, dirs = _list_folder(folder, skip)
+        files, dirs = [], []
+        for entry in source.list_folder(rel):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir:
+                if not is_output(_join(rel, entry.name)):
+                    dirs.append(entry.name)
+            elif is_candidate(entry.name):
+                files.append(entry.name)
         for name, (out, note) in output_names(files, reserved=dirs).items():
             yield Job(input=_join(rel, name), output=_join(rel, out), note=note)
         pending.extend(_join(rel, d) for d in sorted(dirs, reverse=True))
 
 
-def _list_folder(folder: Path, skip: tuple[int, int] | None) -> tuple[list[str], list[str]]:
-    files: list[str] = []
-    dirs: list[str] = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                if skip is None or _identity(Path(entry.path)) != skip:
-                    dirs.append(entry.name)
-            elif is_candidate(entry.name) and entry.is_file():
-                files.append(entry.name)
-    return files, dirs
+def _store(location: str | Path | Store) -> Store:
+    return location if isinstance(location, Store) else Store.at(location)
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
+def _output_test(source: Store, target: Store | None) -> Callable[[str], bool]:
+    """A test for 'this sub-folder of the input is the output folder'."""
+    if target is None or source.remote != target.remote:
+        return lambda rel: False
+    if source.remote:
+        return lambda rel: source.url(rel) == target.root
+    wanted = local_identity(target.root)
+    return lambda rel: wanted is not None and local_identity(source.url(rel)) == wanted
 
 
 def _stem(name: str) -> str:

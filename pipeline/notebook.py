@@ -16,10 +16,11 @@ import html
 import importlib.util
 import io
 import sys
-from pathlib import Path
+from itertools import islice
 from typing import IO, Any
 
 from pipeline.report import RunReport
+from pipeline.storage import Store
 
 THUMB_QUALITY = 80
 TRANSPARENT_SHOWN_AS = (200, 200, 200)  # inputs' transparency, so it differs from the output
@@ -100,18 +101,17 @@ def pairs_html(report: RunReport, n: int = 4, size: int = 256) -> str:
     """The HTML of `show_pairs`: one row per input with two captioned thumbnails."""
     if report.options is None or report.records is None:
         raise ValueError("show_pairs needs a report from pipeline.run with its records kept")
-    src, dst = report.options.input, report.options.output
+    src, dst = Store.at(report.options.input), Store.at(report.options.output)
+    done = (r for r in report.records if r["output"] is not None and r["status"] != "failed")
     rows = [
-        _pair_row(src / r["input"], dst / r["output"], r, size)
-        for r in report.records
-        if r["output"] is not None and (dst / r["output"]).is_file()
-    ][:n]
+        _pair_row(src.read(r["input"]), dst.read(r["output"]), r, size) for r in islice(done, n)
+    ]
     if not rows:
         return "<p>No outputs to show.</p>"
     return '<div class="pipeline-pairs">' + "".join(rows) + "</div>"
 
 
-def _pair_row(source: Path, target: Path, record: dict[str, Any], size: int) -> str:
+def _pair_row(source: bytes, target: bytes, record: dict[str, Any], size: int) -> str:
     before, after = _thumbnail(source, size), _thumbnail(target, size)
     name, status = html.escape(str(record["input"])), html.escape(str(record["status"]))
     return (
@@ -129,11 +129,11 @@ def _figure(thumb: tuple[str, str], caption: str) -> str:
     )
 
 
-def _thumbnail(path: Path, size: int) -> tuple[str, str]:
+def _thumbnail(data: bytes, size: int) -> tuple[str, str]:
     """A data URI of the picture as stored (no EXIF rotation) and a short description."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(data)) as image:
         desc = f"{image.width}x{image.height} {image.format}"
         orientation = image.getexif().get(0x0112, 1)
         if orientation != 1:

@@ -1,6 +1,6 @@
 """Output files: atomic writes and the marker that tells whether an output is up to date.
 
-Every output JPEG carries a COM segment `pipeline fp=<settings fingerprint> src=<size>:<mtime_ns>`
+Every output JPEG carries a COM segment `pipeline fp=<settings fingerprint> src=<size>:<version>`
 naming the settings and the exact source it was made from. An output is up to date when its
 marker matches; reading it costs one small read of the file's head.
 
@@ -25,9 +25,13 @@ TEMP_SUFFIX = ".tmp"
 _HEAD_BYTES = 4096
 
 
-def marker(fingerprint: str, size: int, mtime_ns: int) -> bytes:
-    """The COM payload that identifies the settings and the source of an output."""
-    return MARKER_PREFIX + f"fp={fingerprint} src={size}:{mtime_ns}".encode()
+def marker(fingerprint: str, size: int, version: str | int) -> bytes:
+    """The COM payload that identifies the settings and the source of an output.
+
+    `version` is what changes when the source changes: its mtime in ns for a local file,
+    its ETag for an object.
+    """
+    return MARKER_PREFIX + f"fp={fingerprint} src={size}:{version}".encode()
 
 
 def read_marker(path: Path) -> bytes | None:
@@ -37,10 +41,11 @@ def read_marker(path: Path) -> bytes | None:
             head = f.read(_HEAD_BYTES)
     except OSError:
         return None
-    return _find_comment(head)
+    return find_marker(head)
 
 
-def _find_comment(head: bytes) -> bytes | None:
+def find_marker(head: bytes) -> bytes | None:
+    """The pipeline marker in the first bytes of a JPEG, or None."""
     if not head.startswith(b"\xff\xd8"):
         return None
     pos = 2

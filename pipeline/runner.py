@@ -16,7 +16,6 @@ import contextlib
 import math
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -31,6 +30,7 @@ from pipeline.discover import Job, iter_jobs
 from pipeline.errors import UsageError
 from pipeline.events import RUN_TOPIC
 from pipeline.report import RunReport
+from pipeline.storage import Store
 from pipeline.task import (
     Record,
     TaskContext,
@@ -78,8 +78,8 @@ def run_pipeline(
     report.options = opts
     started = time.perf_counter()
     ctx = TaskContext(
-        input_root=str(opts.input.resolve()),
-        output_root=str(opts.output.resolve()),
+        input_root=Store.at(opts.input).root,
+        output_root=Store.at(opts.output).root,
         settings=opts.settings,
         run_id=report.run_id,
         started_ns=time.time_ns(),
@@ -251,16 +251,26 @@ def _counted(jobs: Iterator[Job], report: RunReport, client: Any) -> Iterator[Jo
 
 
 def _check_folders(opts: RunOptions) -> None:
-    """Set-up errors before any work: no input folder, or an output folder we cannot write."""
-    if not opts.input.is_dir():
-        raise UsageError(f"input folder not found: {opts.input}")
+    """Set-up errors before any work: an unreadable input, or an output we cannot write."""
+    source, target = Store.at(opts.input), Store.at(opts.output)
+    if source.remote and target.remote and source.same_place(target):
+        raise UsageError(f"output {opts.output} must not be inside the input {opts.input}")
     try:
-        opts.output.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=opts.output, prefix=".pipeline-probe-"):
-            pass
-    except OSError as exc:
-        cause = exc.strerror or type(exc).__name__
-        raise UsageError(f"output folder is not writable: {opts.output} ({cause})") from None
+        source.list_folder("")
+    except FileNotFoundError:
+        raise UsageError(f"input folder not found: {opts.input}") from None
+    except Exception as exc:  # NotADirectoryError, PermissionError, bad credentials...
+        raise UsageError(f"cannot read input {opts.input}: {_reason(exc)}") from None
+    try:
+        target.check_writable()
+    except Exception as exc:
+        raise UsageError(f"output folder is not writable: {opts.output} ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 @contextlib.contextmanager

@@ -16,13 +16,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NotRequired, TypedDict, TypeVar
 
 from pipeline import outputs, telemetry
 from pipeline.config import Settings
 from pipeline.discover import Job
 from pipeline.errors import ImageError, describe
+from pipeline.storage import Store
 from pipeline.transform import Transformed, transform
 
 MAX_INPUT_BYTES = 1 << 30  # larger files are refused before they are read
@@ -33,6 +33,7 @@ FATAL_WRITE_ERRORS = {
     errno.EROFS: "output file system is read-only",
 }
 FAULT_ENV = "PIPELINE_FAULT_INJECTION"
+REMOTE_CLOCK_SLACK_NS = 2 * 10**9
 CRASH_EXIT_CODE = 70
 R = TypeVar("R")
 
@@ -109,37 +110,36 @@ def process_job(job: Job, ctx: TaskContext, *, faults: dict[str, str] | None = N
 
 
 def _run(job: Job, ctx: TaskContext, record: Record, faults: dict[str, str]) -> None:
-    source = Path(ctx.input_root, job.input)
-    target = Path(ctx.output_root, job.output)
-    stat = source.stat()
-    mark = outputs.marker(ctx.settings.fingerprint(), stat.st_size, stat.st_mtime_ns)
-    if outputs.read_marker(target) == mark:
-        if _written_since(target, ctx.started_ns):
+    source, target = Store.at(ctx.input_root), Store.at(ctx.output_root)
+    size, version = source.identity(job.input)
+    mark = outputs.marker(ctx.settings.fingerprint(), size, version)
+    if target.read_marker(job.output) == mark:
+        if _written_since(target, job.output, ctx.started_ns):
             record["status"], record["resumed"] = "ok", True
             return
         if not ctx.overwrite:
             record["status"] = "skipped"
             return
-    if stat.st_size > MAX_INPUT_BYTES:
-        raise ImageError(f"file too large ({stat.st_size >> 20} MiB > {MAX_INPUT_BYTES >> 20} MiB)")
+    if size > MAX_INPUT_BYTES:
+        raise ImageError(f"file too large ({size >> 20} MiB > {MAX_INPUT_BYTES >> 20} MiB)")
     result = _with_timeout(
         lambda: _read_and_transform(source, job.input, ctx.settings, mark, faults), ctx.timeout
     )
     write_started = time.perf_counter()
-    _write(target, result.data)
+    _write(target, job.output, result.data, mark)
     timings = dict(result.timings, write=time.perf_counter() - write_started)
     telemetry.record_stages(timings)
     record["status"] = "ok"
-    record["bytes_read"], record["bytes_written"] = stat.st_size, len(result.data)
+    record["bytes_read"], record["bytes_written"] = size, len(result.data)
     record["width"], record["height"] = result.width, result.height
 
 
-def _write(target: Path, data: bytes) -> None:
+def _write(target: Store, rel: str, data: bytes, mark: bytes) -> None:
     try:
-        outputs.write_atomic(target, data)
+        target.write(rel, data, mark)
     except OSError as exc:
         cause = FATAL_WRITE_ERRORS.get(exc.errno or 0) or exc.strerror or type(exc).__name__
-        raise OSError(exc.errno, f"cannot write output ({cause})", str(target)) from exc
+        raise OSError(exc.errno, f"cannot write output ({cause})", target.url(rel)) from exc
 
 
 def written_by_run(job: Job, ctx: TaskContext) -> Record | None:
@@ -147,17 +147,18 @@ def written_by_run(job: Job, ctx: TaskContext) -> Record | None:
 
     Used after an interrupt to report what in-flight partitions finished before they stopped.
     """
+    source, target = Store.at(ctx.input_root), Store.at(ctx.output_root)
     try:
-        stat = Path(ctx.input_root, job.input).stat()
+        size, version = source.identity(job.input)
     except OSError:
         return None
-    target = Path(ctx.output_root, job.output)
-    mark = outputs.marker(ctx.settings.fingerprint(), stat.st_size, stat.st_mtime_ns)
-    if outputs.read_marker(target) != mark or not _written_since(target, ctx.started_ns):
+    mark = outputs.marker(ctx.settings.fingerprint(), size, version)
+    if target.read_marker(job.output) != mark:
+        return None
+    if not _written_since(target, job.output, ctx.started_ns):
         return None
     record = _record(job)
-    record["status"] = "ok"
-    record["bytes_read"], record["bytes_written"] = stat.st_size, target.stat().st_size
+    record["status"], record["bytes_read"] = "ok", size
     return record
 
 
@@ -169,11 +170,10 @@ def failed_record(job: Job, reason: str) -> Record:
 
 
 def _read_and_transform(
-    source: Path, name: str, settings: Settings, mark: bytes, faults: dict[str, str]
+    source: Store, name: str, settings: Settings, mark: bytes, faults: dict[str, str]
 ) -> Transformed:
     _inject(name, faults)
-    data = source.read_bytes()
-    return transform(data, settings, comment=mark)
+    return transform(source.read(name), settings, comment=mark)
 
 
 def _with_timeout(fn: Callable[[], R], timeout: float) -> R:
@@ -196,11 +196,10 @@ def _with_timeout(fn: Callable[[], R], timeout: float) -> R:
     return box["value"]  # type: ignore[return-value]
 
 
-def _written_since(target: Path, started_ns: int) -> bool:
-    try:
-        return target.stat().st_mtime_ns >= started_ns
-    except OSError:
-        return False
+def _written_since(target: Store, rel: str, started_ns: int) -> bool:
+    modified = target.modified_ns(rel)
+    slack = REMOTE_CLOCK_SLACK_NS if target.remote else 0  # object stores keep whole seconds
+    return modified is not None and modified >= started_ns - slack
 
 
 def _record(job: Job) -> Record:

@@ -1,0 +1,176 @@
+"""Where inputs are read and outputs written: a local folder, or any fsspec URL (s3://...).
+
+A `Store` is a root plus relative POSIX paths. It is small and picklable: tasks carry the
+root's URL to the workers, and each worker process opens the file system itself with its own
+credentials (environment variables such as `AWS_ENDPOINT_URL`, profiles, fsspec config), so
+no secret ever travels in the task graph or on a command line.
+
+Local outputs are written atomically (see `outputs`); object-store outputs with one PUT, so
+an object is complete or absent. Either way the output JPEG carries the marker that names its
+settings and source (`outputs.marker`); objects also get it as user metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline import outputs
+
+HEAD_BYTES = 4096
+
+
+def is_url(location: str | Path) -> bool:
+    """True for `protocol://...` locations other than file://."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def as_location(text: str | Path) -> str | Path:
+    """A command-line location: URLs stay strings (a Path would fold `s3://` into `s3:/`)."""
+    return str(text) if is_url(text) else Path(text)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One listed name: a file (with its size) or a folder."""
+
+    name: str
+    is_dir: bool
+
+
+@dataclass(frozen=True)
+class Store:
+    """A root (absolute local path or URL) under which relative POSIX paths live."""
+
+    root: str
+
+    @classmethod
+    def at(cls, location: str | Path) -> Store:
+        if is_url(location):
+            return cls(str(location).rstrip("/"))
+        text = str(location).removeprefix("file://")
+        return cls(str(Path(text).expanduser().resolve()))
+
+    @property
+    def remote(self) -> bool:
+        return is_url(self.root)
+
+    def url(self, rel: str = "") -> str:
+        return f"{self.root}/{rel}" if rel else self.root
+
+    # -- reading ------------------------------------------------------------------------------
+    def list_folder(self, rel: str) -> list[Entry]:
+        """The entries of one folder (not recursive)."""
+        if not self.remote:
+            with os.scandir(self.url(rel)) as entries:
+                return [Entry(e.name, _local_is_dir(e)) for e in entries if _local_kind(e)]
+        found = []
+        for info in _fs(self.root).ls(self.url(rel), detail=True):
+            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+            if name:
+                found.append(Entry(name, info.get("type") == "directory"))
+        return found
+
+    def identity(self, rel: str) -> tuple[int, str]:
+        """(size, version) of a source: a changed version means a changed file."""
+        if not self.remote:
+            st = os.stat(self.url(rel))
+            return st.st_size, str(st.st_mtime_ns)
+        info = _fs(self.root).info(self.url(rel))
+        version = info.get("ETag") or info.get("etag") or info.get("mtime") or ""
+        return int(info["size"]), str(version).strip('"')
+
+    def read(self, rel: str) -> bytes:
+        if not self.remote:
+            return Path(self.url(rel)).read_bytes()
+        return bytes(_fs(self.root).cat_file(self.url(rel)))
+
+    def read_marker(self, rel: str) -> bytes | None:
+        """The pipeline marker of an output, or None when absent or not ours."""
+        if not self.remote:
+            return outputs.read_marker(Path(self.url(rel)))
+        try:
+            head = _fs(self.root).cat_file(self.url(rel), start=0, end=HEAD_BYTES)
+        except (FileNotFoundError, OSError):
+            return None
+        return outputs.find_marker(bytes(head))
+
+    def modified_ns(self, rel: str) -> int | None:
+        """When an output was last written (ns since the epoch), or None."""
+        try:
+            if not self.remote:
+                return os.stat(self.url(rel)).st_mtime_ns
+            info = _fs(self.root).info(self.url(rel))
+        except (FileNotFoundError, OSError):
+            return None
+        stamp = info.get("LastModified") or info.get("mtime")
+        if isinstance(stamp, datetime):
+            return int(stamp.timestamp() * 1e9)
+        return int(float(stamp) * 1e9) if stamp is not None else None
+
+    # -- writing ------------------------------------------------------------------------------
+    def write(self, rel: str, data: bytes, marker: bytes) -> None:
+        """Write an output completely or not at all."""
+        if not self.remote:
+            outputs.write_atomic(Path(self.url(rel)), data)
+            return
+        metadata = {"pipeline": marker.decode("ascii", "replace")}
+        _fs(self.root).pipe_file(self.url(rel), data, **_put_options(self.root, metadata))
+
+    def check_writable(self) -> None:
+        """Raise OSError when outputs cannot be written here (before any work starts)."""
+        if not self.remote:
+            import tempfile
+
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root, prefix=".pipeline-probe-"):
+                return
+        fs = _fs(self.root)
+        bucket = self.root.split("://", 1)[1].split("/", 1)[0]
+        if not fs.exists(f"{self.root.split('://', 1)[0]}://{bucket}"):
+            raise FileNotFoundError(f"bucket not found: {bucket}")
+
+    def same_place(self, other: Store) -> bool:
+        """True when `other` is this root or inside it."""
+        return other.root == self.root or other.root.startswith(self.root + "/")
+
+
+def local_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a local folder, to recognise it under another name."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _local_kind(entry: os.DirEntry[str]) -> bool:
+    """Folders that are not symbolic links, and files (following links)."""
+    with contextlib.suppress(OSError):
+        return entry.is_dir(follow_symlinks=False) or entry.is_file()
+    return False
+
+
+def _local_is_dir(entry: os.DirEntry[str]) -> bool:
+    return entry.is_dir(follow_symlinks=False)
+
+
+def _put_options(root: str, metadata: dict[str, str]) -> dict[str, Any]:
+    if root.startswith(("s3://", "s3a://")):
+        return {"Metadata": metadata, "ContentType": "image/jpeg"}
+    return {}
+
+
+@functools.cache
+def _fs(root: str) -> Any:
+    """The fsspec file system for a URL, opened once per process from the environment."""
+    import fsspec
+
+    protocol = root.split("://", 1)[0]
+    return fsspec.filesystem(protocol)
