@@ -185,19 +185,25 @@ class _Driver:
             self.tick()
 
     def _collect(self, flight: _Flight, quarantine: bool) -> list[Job]:
+        from concurrent.futures import CancelledError
+
         from distributed.scheduler import KilledWorker
 
-        future = flight.future
-        if future.status == "finished":
-            self.report.add(future.result())
+        try:
+            # waits if the result was lost with a dead worker and is being computed again
+            records = flight.future.result()
+        except KilledWorker:
+            if len(flight.jobs) > 1:
+                self.queue.extend([job] for job in flight.jobs)  # isolate the guilty image
+                return []
+            if not quarantine:
+                return flight.jobs
+            reason = WORKER_DIED
+        except (Exception, CancelledError) as exc:
+            reason = f"task failed: {exc!r}"[:300]
+        else:
+            self.report.add(records)
             return []
-        exc = future.exception()
-        if isinstance(exc, KilledWorker) and len(flight.jobs) > 1:
-            self.queue.extend([job] for job in flight.jobs)  # isolate the guilty image
-            return []
-        if isinstance(exc, KilledWorker) and not quarantine:
-            return flight.jobs
-        reason = WORKER_DIED if isinstance(exc, KilledWorker) else f"task failed: {exc!r}"[:300]
         self.report.add(failed_record(job, reason) for job in flight.jobs)
         return []
 
