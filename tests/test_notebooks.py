@@ -103,6 +103,24 @@ def test_existing_cluster_notebook(tmp_path: Path) -> None:
     assert "Client-" in html_of(nb)  # connected through the scheduler file
 
 
+@pytest.mark.timeout(240)
+@pytest.mark.usefixtures("python3_kernel")
+def test_existing_cluster_notebook_connects_to_dask_scheduler_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dask_procs import dask_cluster_procs
+    from distributed import Client
+
+    with dask_cluster_procs(nworkers=2) as procs:
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", procs.address)
+        nb = execute("02-existing-cluster.ipynb", tmp_path)
+        assert_common(nb)
+        assert f"Throughput page: {procs.dashboard_url}/throughput" in text_of(nb)
+        with Client(procs.address) as client:  # it ran here, and left the cluster running
+            assert len(client.scheduler_info()["workers"]) == 2
+            assert sum(e["ok"] for _, e in client.get_events("pipeline-throughput")) == 12
+
+
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebook_committed_stripped(path: Path) -> None:
     """No outputs or counts in git, the "python3" kernel, a markdown cell before each code cell."""

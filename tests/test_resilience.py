@@ -235,3 +235,14 @@ def test_permission_denied_folder_fails_only_its_images(tmp_path: Path) -> None:
         assert sum(r["status"] == "ok" for r in rows.values()) == 6
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def test_read_only_input_folder_is_only_read(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro-in", "8m") as source:
+        names = make_inputs(source, 6, size=(64, 48))
+        subprocess.run(["mount", "-o", "remount,ro", str(source)], check=True)
+        before = tree_digest(source)
+        result = run_cli("run", "--input", source, "--output", tmp_path / "out", "--workers", "1")
+        assert result.code == 0, result.stderr
+        assert tree_digest(source) == before
+        assert len(list((tmp_path / "out").rglob("*.jpg"))) == len(names)
