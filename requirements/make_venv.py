@@ -6,6 +6,7 @@ else), so `make install` works on a machine with nothing but Python 3.11+ and ma
 Usage: python3 requirements/make_venv.py .venv
 """
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -30,13 +31,19 @@ def main(target: str) -> None:
 
 
 def _install_pip(python: Path) -> None:
-    with urllib.request.urlopen(f"https://pypi.org/pypi/pip/{PIP_VERSION}/json", timeout=60) as r:
-        files = json.load(r)["urls"]
-    wheel = next(f for f in files if f["filename"].endswith(".whl"))
+    """Fetch pip's wheel through PyPI's simple index (JSON form), check its hash, install it."""
+    name = f"pip-{PIP_VERSION}-py3-none-any.whl"
+    request = urllib.request.Request(
+        "https://pypi.org/simple/pip/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        entry = next(f for f in json.load(response)["files"] if f["filename"] == name)
     with tempfile.TemporaryDirectory() as tmp:
-        dest = Path(tmp, wheel["filename"])
-        urllib.request.urlretrieve(wheel["url"], dest)
-        subprocess.run([python, f"{dest}/pip", "install", "-q", str(dest)], check=True)
+        wheel = Path(tmp, name)
+        urllib.request.urlretrieve(entry["url"], wheel)
+        if hashlib.sha256(wheel.read_bytes()).hexdigest() != entry["hashes"]["sha256"]:
+            raise SystemExit(f"{name}: hash mismatch, not installing it")
+        subprocess.run([python, f"{wheel}/pip", "install", "-q", str(wheel)], check=True)
 
 
 if __name__ == "__main__":

@@ -27,18 +27,8 @@ def quality_tables(q: int) -> dict[int, list[int]]:
 
 def test_run_skip_and_overwrite(tree: Path, tmp_path: Path) -> None:
     out, report = tmp_path / "out", tmp_path / "report.json"
-    first = run_cli(
-        "run",
-        "--input",
-        tree,
-        "--output",
-        out,
-        "--max-size",
-        "200",
-        "--workers",
-        "2",
-        report=report,
-    )
+    args = ["run", "--input", tree, "--output", out, "--max-size", "200", "--workers", "2"]
+    first = run_cli(*args, report=report)
     assert first.code == 0, first.stderr
     assert outputs_under(out) == EXPECTED_OUTPUTS
     assert first.report is not None
@@ -65,35 +55,12 @@ def test_run_skip_and_overwrite(tree: Path, tmp_path: Path) -> None:
         assert im.size == (100, 80)  # never upscaled
     assert "done: 6 images: 6 ok" in first.stdout
 
-    again = run_cli(
-        "run",
-        "--input",
-        tree,
-        "--output",
-        out,
-        "--max-size",
-        "200",
-        "--workers",
-        "2",
-        report=report,
-    )
+    again = run_cli(*args, report=report)
     assert again.code == 0, again.stderr
     assert again.report is not None
     assert again.report["summary"]["skipped"] == 6
 
-    redo = run_cli(
-        "run",
-        "--input",
-        tree,
-        "--output",
-        out,
-        "--max-size",
-        "200",
-        "--workers",
-        "2",
-        "--overwrite",
-        report=report,
-    )
+    redo = run_cli(*args, "--overwrite", report=report)
     assert redo.code == 0, redo.stderr
     assert redo.report is not None
     assert redo.report["summary"]["ok"] == 6
