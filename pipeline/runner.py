@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import time
 import uuid
@@ -25,12 +24,12 @@ from itertools import chain, islice
 from typing import Any
 
 from pipeline import tuning
+from pipeline.cluster import connected
 from pipeline.config import RunOptions
 from pipeline.discover import Job, iter_jobs
-from pipeline.errors import UsageError
 from pipeline.events import RUN_TOPIC
 from pipeline.report import RunReport
-from pipeline.storage import Store
+from pipeline.storage import Store, check_locations
 from pipeline.task import (
     Record,
     TaskContext,
@@ -44,8 +43,6 @@ PARTITIONS_PER_THREAD = 4  # the first wave's target when the whole input is alr
 LOOKAHEAD = 4096  # inputs discovered before the first wave is sized
 IN_FLIGHT_PER_THREAD = 3  # partitions submitted but unfinished, per worker thread
 WORKER_DIED = "worker died while processing this image"
-MEMORY_LIMIT_CAP = 4 << 30  # per local worker: ample for a 100 MP image, bounded for bombs
-LOCAL_ALLOWED_FAILURES = 2  # worker deaths before a local task counts as poisonous
 
 Progress = Callable[[RunReport], None]
 
@@ -73,7 +70,7 @@ def run_pipeline(
     `on_connect(client)` runs once the cluster is up and the dashboard page registered;
     `on_finish(client)` after the last result, while the cluster is still up.
     """
-    _check_folders(opts)
+    check_locations(opts.input, opts.output)
     report = report or RunReport(run_id=uuid.uuid4().hex[:12])
     report.options = opts
     started = time.perf_counter()
@@ -87,7 +84,7 @@ def run_pipeline(
         timeout=opts.timeout,
     )
     flights: dict[str, _Flight] = {}
-    with _connected(opts, client) as dask_client:
+    with connected(opts, client) as dask_client:
         report.dashboard_link = str(getattr(dask_client, "dashboard_link", "") or "")
         report.throughput_link = _register_dashboard(dask_client)
         tuning.register(dask_client)
@@ -254,118 +251,6 @@ def _counted(jobs: Iterator[Job], report: RunReport, client: Any) -> Iterator[Jo
         report.discovered += 1
         yield job
     _log_run(client, report, "discovered")
-
-
-def _check_folders(opts: RunOptions) -> None:
-    """Set-up errors before any work: an unreadable input, or an output we cannot write."""
-    source, target = Store.at(opts.input), Store.at(opts.output)
-    if source.remote and target.remote and source.same_place(target):
-        raise UsageError(f"output {opts.output} must not be inside the input {opts.input}")
-    try:
-        source.list_folder("")
-    except FileNotFoundError:
-        raise UsageError(f"input folder not found: {opts.input}") from None
-    except Exception as exc:  # NotADirectoryError, PermissionError, bad credentials...
-        raise UsageError(f"cannot read input {opts.input}: {_reason(exc)}") from None
-    try:
-        target.check_writable()
-    except Exception as exc:
-        raise UsageError(f"output folder is not writable: {opts.output} ({_reason(exc)})") from None
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
-
-
-@contextlib.contextmanager
-def _connected(opts: RunOptions, client: Any) -> Iterator[Any]:
-    """Yield a Client: the caller's, one connected to `opts.scheduler`, or a new local cluster."""
-    if client is not None:
-        yield client
-        return
-    if opts.scheduler:
-        with _remote_client(opts) as remote:
-            yield remote
-        return
-    with _local_client(opts) as local:
-        yield local
-
-
-@contextlib.contextmanager
-def _remote_client(opts: RunOptions) -> Iterator[Any]:
-    from distributed import Client
-
-    try:
-        client = Client(opts.scheduler, timeout=opts.connect_timeout, security=_security(opts))
-    except Exception as exc:  # OSError, TimeoutError, and TLS set-up errors of any type
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise UsageError(f"cannot reach Dask scheduler at {opts.scheduler}: {reason}") from None
-    try:
-        _wait_for_workers(client, opts)
-        yield client
-    finally:
-        client.close()
-
-
-def _security(opts: RunOptions) -> Any:
-    """TLS from --tls-* flags; otherwise Dask's own config (distributed.comm.tls.*) applies."""
-    from distributed.security import Security
-
-    if opts.tls is None:
-        return Security()
-    key = str(opts.tls.key) if opts.tls.key else None
-    return Security(
-        tls_ca_file=str(opts.tls.ca_file),
-        tls_client_cert=str(opts.tls.cert),
-        tls_client_key=key,
-        require_encryption=True,
-    )
-
-
-def _wait_for_workers(client: Any, opts: RunOptions) -> None:
-    try:
-        client.wait_for_workers(1, timeout=opts.connect_timeout)
-    except TimeoutError:
-        raise UsageError(
-            f"Dask scheduler at {opts.scheduler} has no workers "
-            f"(waited {opts.connect_timeout:g} s); start some with: dask worker {opts.scheduler}"
-        ) from None
-
-
-@contextlib.contextmanager
-def _local_client(opts: RunOptions) -> Iterator[Any]:
-    import dask
-    from distributed import Client, LocalCluster
-
-    workers = opts.workers or os.cpu_count() or 1
-    with (
-        dask.config.set(
-            {
-                "distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
-                # one task per single-threaded worker: a dying worker takes no queued neighbour
-                "distributed.scheduler.worker-saturation": 1.0,
-                **tuning.local_config(),
-            }
-        ),
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:8787",
-            memory_limit=_local_memory_limit(workers),
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
-
-
-def _local_memory_limit(workers: int) -> int:
-    from distributed.system import MEMORY_LIMIT
-
-    return int(min(MEMORY_LIMIT / workers, MEMORY_LIMIT_CAP))
 
 
 def _total_threads(client: Any) -> int:

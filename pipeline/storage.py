@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import outputs
+from pipeline.errors import UsageError
 
 HEAD_BYTES = 4096
 
@@ -139,6 +140,29 @@ class Store:
     def same_place(self, other: Store) -> bool:
         """True when `other` is this root or inside it."""
         return other.root == self.root or other.root.startswith(self.root + "/")
+
+
+def check_locations(input: str | Path, output: str | Path) -> None:
+    """Set-up errors before any work: an unreadable input, or an output we cannot write."""
+    source, target = Store.at(input), Store.at(output)
+    if source.remote and target.remote and source.same_place(target):
+        raise UsageError(f"output {output} must not be inside the input {input}")
+    try:
+        source.list_folder("")
+    except FileNotFoundError:
+        raise UsageError(f"input folder not found: {input}") from None
+    except Exception as exc:  # NotADirectoryError, PermissionError, bad credentials...
+        raise UsageError(f"cannot read input {input}: {_reason(exc)}") from None
+    try:
+        target.check_writable()
+    except Exception as exc:
+        raise UsageError(f"output folder is not writable: {output} ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def local_identity(path: str) -> tuple[int, int] | None:

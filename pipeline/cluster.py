@@ -1,0 +1,110 @@
+"""Connect to a Dask cluster: the caller's client, an existing scheduler, or a new local one.
+
+A local cluster is one single-threaded worker process per core (so "per core" means per worker
+thread), bound to 127.0.0.1, with a memory cap fit for image work and worker tuning applied.
+An existing scheduler is reached within `--connect-timeout`, with TLS from flags or Dask's own
+config; an unreachable one, or one without workers, is a UsageError (exit 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from pipeline import tuning
+from pipeline.config import RunOptions
+from pipeline.errors import UsageError
+
+MEMORY_LIMIT_CAP = 4 << 30  # per local worker: ample for a 100 MP image, bounded for bombs
+LOCAL_ALLOWED_FAILURES = 2  # worker deaths before a local task counts as poisonous
+
+
+@contextlib.contextmanager
+def connected(opts: RunOptions, client: Any) -> Iterator[Any]:
+    """Yield a Client: the caller's, one connected to `opts.scheduler`, or a new local cluster."""
+    if client is not None:
+        yield client
+        return
+    if opts.scheduler:
+        with _remote_client(opts) as remote:
+            yield remote
+        return
+    with _local_client(opts) as local:
+        yield local
+
+
+@contextlib.contextmanager
+def _remote_client(opts: RunOptions) -> Iterator[Any]:
+    from distributed import Client
+
+    try:
+        client = Client(opts.scheduler, timeout=opts.connect_timeout, security=_security(opts))
+    except Exception as exc:  # OSError, TimeoutError, and TLS set-up errors of any type
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(f"cannot reach Dask scheduler at {opts.scheduler}: {reason}") from None
+    try:
+        _wait_for_workers(client, opts)
+        yield client
+    finally:
+        client.close()
+
+
+def _security(opts: RunOptions) -> Any:
+    """TLS from --tls-* flags; otherwise Dask's own config (distributed.comm.tls.*) applies."""
+    from distributed.security import Security
+
+    if opts.tls is None:
+        return Security()
+    key = str(opts.tls.key) if opts.tls.key else None
+    return Security(
+        tls_ca_file=str(opts.tls.ca_file),
+        tls_client_cert=str(opts.tls.cert),
+        tls_client_key=key,
+        require_encryption=True,
+    )
+
+
+def _wait_for_workers(client: Any, opts: RunOptions) -> None:
+    try:
+        client.wait_for_workers(1, timeout=opts.connect_timeout)
+    except TimeoutError:
+        raise UsageError(
+            f"Dask scheduler at {opts.scheduler} has no workers "
+            f"(waited {opts.connect_timeout:g} s); start some with: dask worker {opts.scheduler}"
+        ) from None
+
+
+@contextlib.contextmanager
+def _local_client(opts: RunOptions) -> Iterator[Any]:
+    import dask
+    from distributed import Client, LocalCluster
+
+    workers = opts.workers or os.cpu_count() or 1
+    with (
+        dask.config.set(
+            {
+                "distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
+                # one task per single-threaded worker: a dying worker takes no queued neighbour
+                "distributed.scheduler.worker-saturation": 1.0,
+                **tuning.local_config(),
+            }
+        ),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:8787",
+            memory_limit=_local_memory_limit(workers),
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _local_memory_limit(workers: int) -> int:
+    from distributed.system import MEMORY_LIMIT
+
+    return int(min(MEMORY_LIMIT / workers, MEMORY_LIMIT_CAP))
