@@ -53,12 +53,14 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add(
         "--input",
         type=as_location,
-        help=f"folder scanned for images [${config.ENV_INPUT}; data/input]",
+        metavar="PATH",
+        help=f"folder or URL (s3://...) scanned for images [${config.ENV_INPUT}; data/input]",
     )
     add(
         "--output",
         type=as_location,
-        help=f"folder for the JPEGs [${config.ENV_OUTPUT}; data/output]",
+        metavar="PATH",
+        help=f"folder or URL for the JPEGs [${config.ENV_OUTPUT}; data/output]",
     )
     add(
         "--max-size", type=int, metavar="N", help=f"fit within N x N [${config.ENV_MAX_SIZE}; 1920]"
