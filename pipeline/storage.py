@@ -24,6 +24,7 @@ from pipeline import outputs
 from pipeline.errors import UsageError
 
 HEAD_BYTES = 4096
+RUN_METADATA = "pipeline-run"  # object metadata: the run that wrote it
 
 
 def is_url(location: str | Path) -> bool:
@@ -102,26 +103,31 @@ class Store:
             return None
         return outputs.find_marker(bytes(head))
 
-    def modified_ns(self, rel: str) -> int | None:
-        """When an output was last written (ns since the epoch), or None."""
+    def written_by(self, rel: str, run_id: str, started_ns: int) -> bool:
+        """Whether this run (an earlier attempt of it) already wrote this output.
+
+        Local files: modified since the run started (ns clocks). Objects: the run id in their
+        metadata, since object stores keep whole seconds and another machine's clock.
+        """
         try:
             if not self.remote:
-                return os.stat(self.url(rel)).st_mtime_ns
-            info = _fs(self.root).info(self.url(rel))
+                return os.stat(self.url(rel)).st_mtime_ns >= started_ns
+            fs = _fs(self.root)
+            if hasattr(fs, "metadata"):
+                return bool(fs.metadata(self.url(rel)).get(RUN_METADATA) == run_id)
+            stamp = fs.info(self.url(rel)).get("mtime") or 0
         except (FileNotFoundError, OSError):
-            return None
-        stamp = info.get("LastModified") or info.get("mtime")
-        if isinstance(stamp, datetime):
-            return int(stamp.timestamp() * 1e9)
-        return int(float(stamp) * 1e9) if stamp is not None else None
+            return False
+        seconds = stamp.timestamp() if isinstance(stamp, datetime) else float(stamp)
+        return seconds * 1e9 >= started_ns
 
     # -- writing ------------------------------------------------------------------------------
-    def write(self, rel: str, data: bytes, marker: bytes) -> None:
+    def write(self, rel: str, data: bytes, marker: bytes, run_id: str = "") -> None:
         """Write an output completely or not at all."""
         if not self.remote:
             outputs.write_atomic(Path(self.url(rel)), data)
             return
-        metadata = {"pipeline": marker.decode("ascii", "replace")}
+        metadata = {"pipeline": marker.decode("ascii", "replace"), RUN_METADATA: run_id}
         _fs(self.root).pipe_file(self.url(rel), data, **_put_options(self.root, metadata))
 
     def check_writable(self) -> None:

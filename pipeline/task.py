@@ -33,7 +33,6 @@ FATAL_WRITE_ERRORS = {
     errno.EROFS: "output file system is read-only",
 }
 FAULT_ENV = "PIPELINE_FAULT_INJECTION"
-REMOTE_CLOCK_SLACK_NS = 2 * 10**9
 CRASH_EXIT_CODE = 70
 R = TypeVar("R")
 
@@ -114,7 +113,7 @@ def _run(job: Job, ctx: TaskContext, record: Record, faults: dict[str, str]) -> 
     size, version = source.identity(job.input)
     mark = outputs.marker(ctx.settings.fingerprint(), size, version)
     if target.read_marker(job.output) == mark:
-        if _written_since(target, job.output, ctx.started_ns):
+        if target.written_by(job.output, ctx.run_id, ctx.started_ns):
             record["status"], record["resumed"] = "ok", True
             return
         if not ctx.overwrite:
@@ -126,7 +125,7 @@ def _run(job: Job, ctx: TaskContext, record: Record, faults: dict[str, str]) -> 
         lambda: _read_and_transform(source, job.input, ctx.settings, mark, faults), ctx.timeout
     )
     write_started = time.perf_counter()
-    _write(target, job.output, result.data, mark)
+    _write(target, job.output, result.data, mark, ctx.run_id)
     timings = dict(result.timings, write=time.perf_counter() - write_started)
     telemetry.record_stages(timings)
     record["status"] = "ok"
@@ -134,9 +133,9 @@ def _run(job: Job, ctx: TaskContext, record: Record, faults: dict[str, str]) -> 
     record["width"], record["height"] = result.width, result.height
 
 
-def _write(target: Store, rel: str, data: bytes, mark: bytes) -> None:
+def _write(target: Store, rel: str, data: bytes, mark: bytes, run_id: str) -> None:
     try:
-        target.write(rel, data, mark)
+        target.write(rel, data, mark, run_id)
     except OSError as exc:
         cause = FATAL_WRITE_ERRORS.get(exc.errno or 0) or exc.strerror or type(exc).__name__
         raise OSError(exc.errno, f"cannot write output ({cause})", target.url(rel)) from exc
@@ -155,7 +154,7 @@ def written_by_run(job: Job, ctx: TaskContext) -> Record | None:
     mark = outputs.marker(ctx.settings.fingerprint(), size, version)
     if target.read_marker(job.output) != mark:
         return None
-    if not _written_since(target, job.output, ctx.started_ns):
+    if not target.written_by(job.output, ctx.run_id, ctx.started_ns):
         return None
     record = _record(job)
     record["status"], record["bytes_read"] = "ok", size
@@ -194,12 +193,6 @@ def _with_timeout(fn: Callable[[], R], timeout: float) -> R:
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["value"]  # type: ignore[return-value]
-
-
-def _written_since(target: Store, rel: str, started_ns: int) -> bool:
-    modified = target.modified_ns(rel)
-    slack = REMOTE_CLOCK_SLACK_NS if target.remote else 0  # object stores keep whole seconds
-    return modified is not None and modified >= started_ns - slack
 
 
 def _record(job: Job) -> Record:

@@ -141,6 +141,8 @@ def test_s3_to_s3_on_a_local_cluster_then_skips(s3: S3, tmp_path: Path) -> None:
         assert max(image.size) <= 256
         head = s3.client.head_object(Bucket="photos-out", Key=f"web/{out}")
         assert head["Metadata"]["pipeline"].startswith("pipeline fp=")
+        assert first.report is not None
+        assert head["Metadata"]["pipeline-run"] == first.report["summary"]["run_id"]
         assert head["ContentType"] == "image/jpeg"
     assert s3.keys("photos-in") == sorted(f"shoot/{n}" for n in INPUTS)  # input untouched
 
