@@ -10,7 +10,7 @@ WORKERS ?= 2
 COMPOSE := docker compose -f docker-compose.yml
 
 .DEFAULT_GOAL := help
-.PHONY: help install run samples test lint format bench notebook lock clean compose-up compose-down
+.PHONY: help install run samples test lint format bench bench-scale notebook lock clean compose-up compose-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -43,6 +43,14 @@ lint: $(STAMP) ## ruff check, ruff format --check, mypy
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench: $(STAMP) ## speed/memory side by side with the seed pool and libvips (BENCH_QUICK=1: ~3 min)
+	@$(PY) -c "import pyvips" 2>/dev/null || \
+	  $(PY) -m pip install -q -c requirements/lock.txt -r requirements/bench.txt
+	$(PY) benchmarks/bench.py
+
+bench-scale: $(STAMP) ## the CLI over 1,000,000 empty input paths: graph per wave, client memory
+	$(PY) benchmarks/scale.py
 
 notebook: $(STAMP) ## JupyterLab on 127.0.0.1 with the project (adds the notebook extra on first use)
 	@$(PY) -c "import jupyterlab, dask_labextension" 2>/dev/null || \

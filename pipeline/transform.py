@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from pipeline.config import Settings
 from pipeline.errors import ImageError
@@ -25,16 +25,26 @@ from pipeline.errors import ImageError
 #: What Image.open may try. MPO (multi-picture JPEG, written by many cameras and phones as .jpg)
 #: needs no entry: Pillow's JPEG opener returns an MpoImageFile itself (and "MPO" has no opener).
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
-#: The final resample. Against the naive full-decode LANCZOS pipeline on the 13 seed photos (same
-#: JPEG encoder, q85), LANCZOS gives min/median PSNR 43.6/inf dB at 1920 px and 37.4/42.8 at 640;
-#: BICUBIC (~30% cheaper resample, ~10% of the whole transform) only 37.2/43.2 and 32.9/40.0.
-RESAMPLE = Image.Resampling.LANCZOS
-#: JPEG DCT scaling: denominator -> how many times the target the scaled image must still be.
-#: With 1.0 everywhere the 640 px seed-photo minimum fell to 31.8 dB; with 2.0 everywhere 1920 px
-#: outputs decoded 57% more pixels for no visible gain. See `_draft`.
-DRAFT_MARGIN = {8: 1.5, 4: 1.5, 2: 1.0}
+#: The final resample, after the DCT-scaled decode has done most of the shrinking. Against the
+#: naive full-decode LANCZOS pipeline's JPEG (q85) on the 200-image benchmark corpus, with the DCT
+#: scales below: BICUBIC min/median PSNR 35.2/45.9 dB at 1920 px, 15% less CPU per image than
+#: LANCZOS (37.4/47.5); BILINEAR saves another 10% but falls to 32.7 dB, too close to the 32 dB bar.
+RESAMPLE = Image.Resampling.BICUBIC
+#: ...unless the resample still has this factor or more to go (no DCT scaling: other formats, or
+#: a JPEG just above the target): there LANCZOS keeps what BICUBIC would blur. On the seed photos
+#: at 640 px, BICUBIC everywhere gave min/median 33.4/40.0 dB, this rule 36.2/42.8; on the corpus
+#: at 1920 px (interleaved, one process): 35.2/46.6 dB and 11% less CPU per image than LANCZOS
+#: everywhere, where BICUBIC everywhere saved 14%.
+RESAMPLE_LARGE = Image.Resampling.LANCZOS
+LARGE_FACTOR = 1.5
+#: JPEG DCT scaling: libjpeg-turbo decodes straight to M/8 of the stored size. M -> how many times
+#: the target the scaled image must still be. The 3x3 and 4x4 scaled IDCTs are clean enough to go
+#: right down to the target; 1/4 and 1/8 (2x2 and 1x1 per block) alias visibly unless the filter
+#: still has 1.5x to work with (with 1.0 the 640 px seed-photo minimum fell to 31.8 dB). 3/8 is
+#: not offered by Pillow's `draft`; see `_draft_three_eighths`.
+DCT_MARGIN = {1: 1.5, 2: 1.5, 3: 1.0, 4: 1.0}
 #: `resize` box-reduces by an integer factor first while keeping at least this ratio for the
-#: filter; 3 is "indistinguishable from fair resampling" per Pillow's docs.
+#: filter; 3 is "indistinguishable from fair resampling" per Pillow's docs (1.0 saved only 1%).
 REDUCING_GAP = 3.0
 ORIENTATION_TAG = 0x0112
 JPEG_SUBSAMPLING = "4:2:0"
@@ -201,24 +211,54 @@ def _mp(pixels: int) -> str:
 
 
 def _draft(im: Image.Image, max_size: int) -> tuple[float, float, float, float] | None:
-    """Ask a JPEG for DCT-scaled decoding (1/2, 1/4, 1/8); the box to resample from.
+    """Ask a JPEG for DCT-scaled decoding (1/8, 1/4, 3/8, 1/2); the box to resample from.
 
-    A scale is taken only while the final resample still has DRAFT_MARGIN[scale] x the target
-    size to filter from: libjpeg's 1/2 IDCT is clean enough to go right down to the target,
-    the 1/4 and 1/8 ones (2x2 and 1x1 per block) alias visibly unless the filter finishes the job.
+    The smallest scale is taken whose decoded size still has DCT_MARGIN[M] x the target size.
     """
     if im.format not in ("JPEG", "MPO"):
         return None
     width, height = im.size
     target = fit_size(width, height, max_size)  # stored orientation: same scale either way
-    fits = (
-        s for s, m in DRAFT_MARGIN.items() if min(width / target[0], height / target[1]) >= s * m
-    )
-    scale = next(fits, 1)
-    if scale == 1:
-        return None
-    drafted = im.draft(None, (width // scale, height // scale))
-    return drafted[1] if drafted else None
+    for eighths, margin in DCT_MARGIN.items():
+        scaled = (-(-width * eighths // 8), -(-height * eighths // 8))
+        if min(scaled[0] / target[0], scaled[1] / target[1]) < margin:
+            continue
+        if eighths == 3:
+            if _draft_three_eighths(im, scaled):
+                return (0.0, 0.0, width * 3 / 8, height * 3 / 8)
+            continue  # not available here: 1/2 is next
+        drafted = im.draft(None, (width * eighths // 8, height * eighths // 8))
+        return drafted[1] if drafted else None
+    return None
+
+
+def _draft_three_eighths(im: Image.Image, scaled: tuple[int, int]) -> bool:
+    """Set up a 3/8 DCT-scaled decode, which Pillow's `draft` (1/2, 1/4, 1/8 only) cannot ask for.
+
+    Pillow hands the decoder `scale_num = 1, scale_denom = decoderconfig[0]`; for a denominator
+    of 3, libjpeg-turbo (and libjpeg 7+) decodes at 3/8, ceil(size * 3 / 8). Pillow allocates
+    the image and the scanline buffer from the tile's size, so that must be exactly libjpeg's
+    output size: only done with libjpeg-turbo, on a plain one-tile JPEG not yet drafted.
+    Returns False when it does not apply, and then nothing is changed.
+    """
+    if not isinstance(im, ImageFile.ImageFile) or not _libjpeg_turbo():
+        return False
+    if im.decoderconfig or len(im.tile) != 1:
+        return False
+    tile = im.tile[0]
+    if tile.codec_name != "jpeg" or tile.extents != (0, 0, *im.size):
+        return False
+    im.tile = [tile._replace(extents=(0, 0, *scaled))]
+    im._size = scaled
+    im.decoderconfig = (3, 0)
+    return True
+
+
+@lru_cache(maxsize=1)
+def _libjpeg_turbo() -> bool:
+    from PIL import features
+
+    return bool(features.check_feature("libjpeg_turbo"))
 
 
 def _orientation(im: Image.Image, notes: list[str]) -> int:
@@ -271,12 +311,25 @@ def _render(im: Image.Image, source: _Source, settings: Settings, notes: list[st
     im = _resizable(im)
     stored_target = _upright(source.target, source.pending)
     if im.size != stored_target or source.box is not None:
-        im = im.resize(stored_target, RESAMPLE, box=source.box, reducing_gap=REDUCING_GAP)
+        im = im.resize(
+            stored_target,
+            _resample_for(source.box or (0, 0, *im.size), stored_target),
+            box=source.box,
+            reducing_gap=REDUCING_GAP,
+        )
     if source.pending in _TRANSPOSE:
         im = im.transpose(_TRANSPOSE[source.pending])
     if tones is not None:
         im = tones(im)
     return _to_srgb_over(im, source.icc, settings.background, notes)
+
+
+def _resample_for(
+    box: tuple[float, float, float, float], target: tuple[int, int]
+) -> Image.Resampling:
+    """BICUBIC for what is left after a DCT-scaled decode; LANCZOS for larger factors."""
+    factor = min((box[2] - box[0]) / target[0], (box[3] - box[1]) / target[1])
+    return RESAMPLE_LARGE if factor >= LARGE_FACTOR else RESAMPLE
 
 
 def _resizable(im: Image.Image) -> Image.Image:

@@ -1,0 +1,407 @@
+"""`make bench`: the pipeline CLI end to end against its baselines, side by side, same machine.
+
+    python benchmarks/bench.py [--quick] [--workers 2] [--rounds 3]
+    BENCH_CORPUS=DIR   use this folder of images instead of the generated corpus
+    BENCH_QUICK=1      a ~3 minute smoke run (60 images, one round, small scaling runs)
+    BENCH_CACHE=DIR    where the generated corpus is kept between runs (~/.cache/pipeline-bench)
+
+Every run is a fresh process measured from outside: wall time (interpreter start, imports and the
+cluster start included), CPU time of the whole process tree, and the peak RSS (VmHWM) of each
+worker process. Runs alternate (pipeline, pool, vips, seed, then the next round rotated) so that
+a noisy neighbour hurts all of them alike; the table gives medians over rounds, and the ratios
+are medians of per-round ratios.
+
+Runners: `pipeline` = `python -m pipeline run --workers N`; `pool` = the same per-image work
+(pipeline.task) in a bare ProcessPoolExecutor (what Dask costs); `seed` = the original script's
+approach in a process pool (benchmarks/baselines.py); `vips` = pyvips thumbnail in a process pool,
+run from ../shared/bench when that folder and pyvips are present (`pip install -e .[bench]`).
+Results: benchmarks/results/bench.{md,json,png}; a full run also writes docs/bench.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+RESULTS = ROOT / "benchmarks" / "results"
+GENERATOR = SHARED / "corpus" / "make_corpus.py"
+PEER_RUNNER = SHARED / "bench" / "run_peer.py"
+PY = sys.executable
+FULL_COUNT, QUICK_COUNT = 200, 60
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Run:
+    impl: str
+    images: int
+    seconds: float
+    cpu: float
+    worker_peak_mib: float
+    megapixels: float
+    ok: bool = True
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+
+@dataclass
+class Row:
+    impl: str
+    runs: list[Run] = field(default_factory=list)
+
+    def median(self, attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in self.runs)
+
+
+# -- corpus ---------------------------------------------------------------------------------------
+
+
+def corpus(quick: bool) -> Path:
+    """BENCH_CORPUS, or the generated corpus (made once, kept in the cache folder)."""
+    given = os.environ.get("BENCH_CORPUS")
+    if given:
+        return Path(given)
+    cache = Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "pipeline-bench"))
+    name = f"corpus-{FULL_COUNT}-seed1" + ("-first60" if quick else "")
+    folder = cache / name
+    if (folder / ".complete").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    if GENERATOR.exists():
+        cmd = [PY, str(GENERATOR), "--out", str(folder), "--count", str(FULL_COUNT), "--seed", "1"]
+        cmd += ["--only", f"0:{QUICK_COUNT}"] if quick else []
+    else:  # no ../shared: the project's own generated photos (smaller, fewer formats)
+        count = QUICK_COUNT if quick else FULL_COUNT
+        cmd = [PY, "-m", "pipeline", "samples", "--output", str(folder), "--count", str(count)]
+    print(f"generating the corpus into {folder} (once): {' '.join(cmd)}", flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    (folder / ".complete").touch()
+    return folder
+
+
+def images_in(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.name[0] != "."
+    )
+
+
+def megapixels(paths: list[Path]) -> float:
+    from PIL import Image
+
+    total = 0
+    for path in paths:
+        with Image.open(path) as im:
+            total += im.size[0] * im.size[1]
+    return total / 1e6
+
+
+def linked_set(base: list[Path], count: int, into: Path) -> Path:
+    """`count` images (the corpus repeated, hard-linked into sub-folders), built once per run."""
+    if into.exists():
+        return into
+    for i in range(count):
+        src = base[i % len(base)]
+        dst = into / f"copy{i // len(base)}" / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    return into
+
+
+# -- measuring one run ----------------------------------------------------------------------------
+
+
+def _vm_hwm_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def measure(impl: str, cmd: list[str], images: int, mp: float) -> Run:
+    """Run `cmd`; wall time, CPU of the process tree, max VmHWM of any child of the root."""
+    import psutil
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peaks: dict[int, float] = {}
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            for child in root.children(recursive=True):
+                peaks[child.pid] = max(peaks.get(child.pid, 0.0), _vm_hwm_mib(child.pid))
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    seconds = time.perf_counter() - start
+    _, err = proc.communicate()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    note = "" if proc.returncode == 0 else err.decode(errors="replace").strip()[-300:]
+    # workers are the big children; tiny helpers (multiprocessing's resource tracker) are not
+    worker_peak = max((v for v in peaks.values() if v > 40), default=0.0)
+    return Run(impl, images, seconds, cpu, worker_peak, mp, proc.returncode == 0, note)
+
+
+def command(impl: str, inp: Path, out: Path, workers: int) -> list[str]:
+    if impl == "pipeline":
+        return [
+            *(PY, "-m", "pipeline", "run", "--input", str(inp), "--output", str(out)),
+            *("--workers", str(workers), "--quiet", "--overwrite"),
+        ]
+    if impl in ("pool", "seed"):
+        script = str(ROOT / "benchmarks" / "baselines.py")
+        return [
+            PY,
+            script,
+            impl,
+            "--input",
+            str(inp),
+            "--output",
+            str(out),
+            "--workers",
+            str(workers),
+        ]
+    return [
+        *(PY, str(PEER_RUNNER), "--impl", impl, "--mode", "pool"),
+        *("--in", str(inp), "--out", str(out), "--workers", str(workers)),
+    ]
+
+
+def run_once(impl: str, inp: Path, scratch: Path, workers: int, paths: int, mp: float) -> Run:
+    out = scratch / f"out-{impl}"
+    shutil.rmtree(out, ignore_errors=True)
+    result = measure(impl, command(impl, inp, out, workers), paths, mp)
+    shutil.rmtree(out, ignore_errors=True)
+    status = "" if result.ok else f"  FAILED: {result.note}"
+    print(
+        f"  {impl:<9}{paths:>5} images {workers} workers {result.seconds:7.2f} s "
+        f"{result.rate:6.2f} img/s{status}",
+        flush=True,
+    )
+    return result
+
+
+def has_vips() -> bool:
+    if not PEER_RUNNER.exists():
+        return False
+    probe = subprocess.run([PY, "-c", "import pyvips"], capture_output=True)
+    return probe.returncode == 0
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    from importlib.metadata import version
+
+    from PIL import features
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "pillow": version("pillow"),
+        "libjpeg-turbo": str(features.version("libjpeg_turbo")),
+        "dask": version("distributed"),
+    }
+    with contextlib.suppress(Exception):
+        info["pyvips"] = version("pyvips")
+    return info
+
+
+def ratios(rounds: list[dict[str, Run]], num: str, den: str) -> float | None:
+    pairs = [r[num].rate / r[den].rate for r in rounds if num in r and den in r]
+    return statistics.median(pairs) if pairs else None
+
+
+def main_table(rows: dict[str, Row], rounds: list[dict[str, Run]], workers: int) -> str:
+    lines = [
+        "| runner | img/s | img/s per core | input MP/s | CPU ms/image | peak RSS/worker MiB "
+        "| vs vips | vs seed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in rows.items():
+        rate = statistics.median(r.rate for r in row.runs)
+        mps = statistics.median(r.megapixels / r.seconds for r in row.runs)
+        cpu_ms = statistics.median(1000 * r.cpu / r.images for r in row.runs)
+        vs_vips, vs_seed = ratios(rounds, name, "vips"), ratios(rounds, name, "seed")
+        lines.append(
+            f"| {name} | {rate:.2f} | {rate / workers:.2f} | {mps:.1f} | {cpu_ms:.0f} "
+            f"| {row.median('worker_peak_mib'):.0f} | {_x(vs_vips)} | {_x(vs_seed)} |"
+        )
+    return "\n".join(lines)
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", default=bool(os.environ.get("BENCH_QUICK")))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=None)
+    args = parser.parse_args()
+    quick, workers = args.quick, args.workers
+    rounds_n = args.rounds or (1 if quick else 3)
+    base_dir = corpus(quick)
+    base = images_in(base_dir)
+    base_mp = megapixels(base)
+    impls = ["pipeline", "pool", *(["vips"] if has_vips() else []), "seed"]
+    info = machine()
+    print(f"machine: {info}")
+    print(f"corpus: {base_dir} ({len(base)} images, {base_mp:.0f} MP)\n", flush=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
+        scratch = Path(tmp)
+        # 1. side by side on the corpus
+        print(f"1. side by side, {rounds_n} round(s), alternating:")
+        rows = {name: Row(name) for name in impls}
+        rounds: list[dict[str, Run]] = []
+        for i in range(rounds_n):
+            order = impls[i % len(impls) :] + impls[: i % len(impls)]
+            this = {n: run_once(n, base_dir, scratch, workers, len(base), base_mp) for n in order}
+            rounds.append(this)
+            for name, run in this.items():
+                rows[name].runs.append(run)
+        # 2. what Dask costs: pipeline vs the same work in a bare pool, on more images
+        n_cost = 120 if quick else 500
+        cost_dir = linked_set(base, n_cost, scratch / f"n{n_cost}")
+        cost_mp = base_mp * n_cost / len(base)
+        print(f"2. Dask's cost on {n_cost} images:")
+        cost_pairs = []
+        for i in range(1 if quick else 2):
+            order = ["pipeline", "pool"] if i % 2 == 0 else ["pool", "pipeline"]
+            pair = {n: run_once(n, cost_dir, scratch, workers, n_cost, cost_mp) for n in order}
+            cost_pairs.append(pair)
+        # 3. scaling: images (time per image) and workers
+        small, large = (20, 120) if quick else (50, 1000)
+        print(f"3. scaling: {small} vs {large} images, 1 vs {workers} workers:")
+        scaling = {}
+        for n in (small, large):
+            folder = linked_set(base, n, scratch / f"n{n}")
+            scaling[f"{n} images, {workers} workers"] = run_once(
+                "pipeline", folder, scratch, workers, n, base_mp * n / len(base)
+            )
+        one = run_once("pipeline", base_dir, scratch, 1, len(base), base_mp)
+        scaling[f"{len(base)} images, 1 worker"] = one
+        scaling[f"{len(base)} images, {workers} workers"] = rows["pipeline"].runs[-1]
+    elapsed = time.perf_counter() - started
+    report(
+        info, base_dir, base, base_mp, rows, rounds, cost_pairs, scaling, workers, quick, elapsed
+    )
+
+
+def report(
+    info: dict[str, str],
+    base_dir: Path,
+    base: list[Path],
+    base_mp: float,
+    rows: dict[str, Row],
+    rounds: list[dict[str, Run]],
+    cost_pairs: list[dict[str, Run]],
+    scaling: dict[str, Run],
+    workers: int,
+    quick: bool,
+    elapsed: float,
+) -> None:
+    cost = statistics.median(p["pipeline"].seconds / p["pool"].seconds - 1 for p in cost_pairs)
+    n_cost = cost_pairs[0]["pipeline"].images
+    machine_line = (
+        f"{info['cpu']}, {info['cores']} cores; Python {info['python']}, Pillow {info['pillow']} "
+        f"(libjpeg-turbo {info['libjpeg-turbo']}), dask/distributed {info['dask']}"
+        + (f", pyvips {info['pyvips']}" if "pyvips" in info else "")
+    )
+    lines = [
+        f"Machine: {machine_line}",
+        f"Corpus: {base_dir} ({len(base)} images, {base_mp:.0f} MP), fit 1920 px, JPEG q85 "
+        f"optimized, {workers} worker processes; {len(rounds)} alternating round(s), medians; "
+        "wall time of each whole command (start-up included).",
+        "",
+        main_table(rows, rounds, workers),
+        "",
+        f"Dask's cost: the pipeline CLI vs the same per-image work in a bare process pool on "
+        f"{n_cost} images: {100 * cost:+.1f}% wall time ("
+        + ", ".join(
+            f"{p['pipeline'].seconds:.1f} s vs {p['pool'].seconds:.1f} s" for p in cost_pairs
+        )
+        + ").",
+        "",
+        "| scaling run | wall s | ms/image (wall) | img/s |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, run in scaling.items():
+        lines.append(
+            f"| {label} | {run.seconds:.1f} | {1000 * run.seconds / run.images:.0f} "
+            f"| {run.rate:.2f} |"
+        )
+    one = next(r for k, r in scaling.items() if k.endswith("1 worker"))
+    many = scaling[f"{len(base)} images, {workers} workers"]
+    lines += [
+        "",
+        f"{workers} workers vs 1: {many.rate / one.rate:.2f}x. "
+        f"Peak RSS per worker (max over all pipeline runs): "
+        f"{max(r.worker_peak_mib for r in rows['pipeline'].runs):.0f} MiB. "
+        f"Bench time {elapsed / 60:.1f} min.",
+    ]
+    text = "\n".join(lines)
+    print("\n" + text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bench.md").write_text(text + "\n")
+    data = {
+        "machine": info,
+        "quick": quick,
+        "rounds": [{k: asdict(v) for k, v in r.items()} for r in rounds],
+        "dask_cost": [{k: asdict(v) for k, v in p.items()} for p in cost_pairs],
+        "scaling": {k: asdict(v) for k, v in scaling.items()},
+    }
+    (RESULTS / "bench.json").write_text(json.dumps(data, indent=1))
+    from chart import draw  # benchmarks/ is on sys.path when run as a script
+
+    per_core = {n: statistics.median(r.rate for r in row.runs) / workers for n, row in rows.items()}
+    title = f"images/s per core, {len(base)} photos ({base_mp:.0f} MP) -> 1920 px JPEG q85"
+    draw(per_core, title, machine_line, RESULTS / "bench.png")
+    if not quick:
+        (ROOT / "docs").mkdir(exist_ok=True)
+        shutil.copyfile(RESULTS / "bench.png", ROOT / "docs" / "bench.png")
+    print(f"\nwrote {RESULTS / 'bench.md'}, bench.json, bench.png")
+
+
+if __name__ == "__main__":
+    main()

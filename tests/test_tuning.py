@@ -1,0 +1,126 @@
+"""Worker tuning takes effect in real worker processes: a LocalCluster's Nanny-spawned workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import dask
+import pytest
+from distributed import Client, LocalCluster
+
+from pipeline import tuning
+
+TRIM = "MALLOC_TRIM_THRESHOLD_"
+
+
+def _trim_env() -> str | None:
+    return os.environ.get(TRIM)
+
+
+def _blocks_max() -> int:
+    from PIL import Image
+
+    return int(Image.core.get_blocks_max())
+
+
+@pytest.fixture
+def no_leaked_trim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Nanny copies pre-spawn-environ into its own process: earlier clusters leak it to us."""
+    monkeypatch.delenv(TRIM, raising=False)
+
+
+def _cluster(config: dict[str, Any]) -> Iterator[Client]:
+    with (
+        dask.config.set(config),
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def tuned_client(no_leaked_trim: None) -> Iterator[Client]:
+    yield from _cluster(tuning.local_config())
+
+
+@pytest.mark.slow
+def test_local_workers_start_without_the_malloc_trim_threshold(tuned_client: Client) -> None:
+    assert list(tuned_client.run(_trim_env).values()) == [None]
+
+
+def _quiet_settings() -> list[bool]:
+    return [bool(dask.config.get(key)) for key in tuning.QUIET_WORKERS]
+
+
+@pytest.mark.slow
+def test_local_workers_run_without_the_profiler(tuned_client: Client) -> None:
+    assert list(tuned_client.run(_quiet_settings).values()) == [[False, False]]
+
+
+@pytest.mark.slow
+def test_without_our_config_the_nanny_sets_it(no_leaked_trim: None) -> None:
+    """The control: Dask's default really is what local_config() undoes."""
+    for client in _cluster({}):
+        assert list(client.run(_trim_env).values()) == ["65536"]
+
+
+@pytest.mark.slow
+def test_plugin_gives_trimming_workers_a_block_cache_also_after_a_restart(
+    no_leaked_trim: None,
+) -> None:
+    """Workers started with Dask's default (as on a remote cluster) get Pillow's block cache."""
+    here = _blocks_max()
+    for client in _cluster({}):
+        assert list(client.run(_blocks_max).values()) == [0]
+        tuning.register(client)
+        tuning.register(client)  # idempotent: no error, one plugin
+        assert list(client.run(_blocks_max).values()) == [tuning.PIL_BLOCKS_MAX]
+        assert _blocks_max() == here  # the client process is left alone
+        client.restart()
+        assert list(client.run(_blocks_max).values()) == [tuning.PIL_BLOCKS_MAX]
+
+
+@pytest.mark.slow
+def test_plugin_leaves_our_untrimmed_local_workers_alone(tuned_client: Client) -> None:
+    tuning.register(tuned_client)
+    assert list(tuned_client.run(_blocks_max).values()) == [0]
+
+
+def test_register_failure_is_a_warning_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    class Refusing:
+        def register_plugin(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("no plugins here")
+
+    tuning.register(Refusing())
+    assert "worker tuning not applied: no plugins here" in capsys.readouterr().err
+
+
+def test_apply_never_lowers_a_larger_setting() -> None:
+    env = {**os.environ, TRIM: "65536"}
+    code = (
+        "from PIL import Image; from pipeline import tuning; Image.core.set_blocks_max(64);"
+        "print(tuning.apply_in_process()['pil_blocks_max'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert done.stdout.strip() == "64"
+
+
+def test_importing_does_no_work() -> None:
+    code = (
+        "import sys; from pipeline import tuning; from PIL import Image;"
+        "print(Image.core.get_blocks_max(), 'distributed' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["0", "False"]
