@@ -19,13 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CHILD = """
-import io, json, resource, sys, time
-sys.path.insert(0, sys.argv[1])
-from PIL import Image, ImageOps
-from pipeline.config import Settings
-from pipeline.transform import transform
-
+PEAK_MIB = """
 def peak_mib():
     # VmHWM is this process's own high-water mark; ru_maxrss also counts the parent's RSS at
     # fork time (Linux keeps the larger across exec), which would charge us for the generator.
@@ -36,6 +30,16 @@ def peak_mib():
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+"""
+
+CHILD = """
+import io, json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from PIL import Image, ImageOps
+from pipeline.config import Settings
+from pipeline.transform import transform
+
+PEAK_MIB
 
 def naive(data, max_size):
     with Image.open(io.BytesIO(data)) as im:
@@ -67,16 +71,7 @@ sys.path.insert(0, sys.argv[1])
 from PIL import Image, ImageOps
 from pipeline.transform import transform
 
-def peak_mib():
-    # VmHWM is this process's own high-water mark; ru_maxrss also counts the parent's RSS at
-    # fork time (Linux keeps the larger across exec), which would charge us for the generator.
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+PEAK_MIB
 print(peak_mib())
 """
 
@@ -103,7 +98,16 @@ def make_input(path: str) -> None:
 
 
 def measure(method: str, path: Path, max_size: int, repeat: int) -> dict[str, float]:
-    args = [sys.executable, "-c", CHILD, str(ROOT), method, str(path), str(max_size), str(repeat)]
+    args = [
+        sys.executable,
+        "-c",
+        CHILD.replace("PEAK_MIB", PEAK_MIB),
+        str(ROOT),
+        method,
+        str(path),
+        str(max_size),
+        str(repeat),
+    ]
     done = subprocess.run(args, capture_output=True, text=True, check=True)
     result: dict[str, float] = json.loads(done.stdout)
     return result
@@ -119,7 +123,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-c", GENERATE, str(ROOT), str(path)], check=True)
         base = float(
             subprocess.run(
-                [sys.executable, "-c", BASELINE, str(ROOT)],
+                [sys.executable, "-c", BASELINE.replace("PEAK_MIB", PEAK_MIB), str(ROOT)],
                 capture_output=True,
                 text=True,
                 check=True,
