@@ -71,7 +71,11 @@ class Store:
         """The entries of one folder (not recursive)."""
         if not self.remote:
             with os.scandir(self.url(rel)) as entries:
-                return [Entry(e.name, _local_is_dir(e)) for e in entries if _local_kind(e)]
+                return [
+                    Entry(e.name, e.is_dir(follow_symlinks=False))
+                    for e in entries
+                    if _local_kind(e)
+                ]
         found = []
         for info in _fs(self.root).ls(self.url(rel), detail=True):
             name = info["name"].rstrip("/").rsplit("/", 1)[-1]
@@ -185,10 +189,6 @@ def _local_kind(entry: os.DirEntry[str]) -> bool:
     with contextlib.suppress(OSError):
         return entry.is_dir(follow_symlinks=False) or entry.is_file()
     return False
-
-
-def _local_is_dir(entry: os.DirEntry[str]) -> bool:
-    return entry.is_dir(follow_symlinks=False)
 
 
 def _put_options(root: str, metadata: dict[str, str]) -> dict[str, Any]:

@@ -41,13 +41,21 @@ R = TypeVar("R")
 class TaskContext:
     """Everything a partition needs besides its jobs; the same for every partition of a run."""
 
-    input_root: str
+    input_root: str  # normalised roots (`Store.at(...).root`): absolute paths or URLs
     output_root: str
     settings: Settings
     run_id: str
     started_ns: int  # the run's start (time.time_ns()): outputs newer than this are its own
     overwrite: bool = False
     timeout: float = 300.0
+
+    @property
+    def source(self) -> Store:
+        return Store(self.input_root)  # already normalised: no path resolution per image
+
+    @property
+    def target(self) -> Store:
+        return Store(self.output_root)
 
 
 class Record(TypedDict):
@@ -109,7 +117,7 @@ def process_job(job: Job, ctx: TaskContext, *, faults: dict[str, str] | None = N
 
 
 def _run(job: Job, ctx: TaskContext, record: Record, faults: dict[str, str]) -> None:
-    source, target = Store.at(ctx.input_root), Store.at(ctx.output_root)
+    source, target = ctx.source, ctx.target
     size, version = source.identity(job.input)
     mark = outputs.marker(ctx.settings.fingerprint(), size, version)
     if target.read_marker(job.output) == mark:
@@ -146,7 +154,7 @@ def written_by_run(job: Job, ctx: TaskContext) -> Record | None:
 
     Used after an interrupt to report what in-flight partitions finished before they stopped.
     """
-    source, target = Store.at(ctx.input_root), Store.at(ctx.output_root)
+    source, target = ctx.source, ctx.target
     try:
         size, version = source.identity(job.input)
     except OSError:
