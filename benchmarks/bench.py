@@ -34,6 +34,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -192,11 +193,15 @@ def command(impl: str, inp: Path, out: Path, workers: int) -> list[str]:
     ]
 
 
-def run_once(impl: str, inp: Path, scratch: Path, workers: int, paths: int, mp: float) -> Run:
+def run_once(
+    impl: str, inp: Path, scratch: Path, workers: int, paths: int, mp: float, keep: bool = False
+) -> Run:
+    """One measured run; with `keep`, its output stays in scratch/out-<impl> afterwards."""
     out = scratch / f"out-{impl}"
     shutil.rmtree(out, ignore_errors=True)
     result = measure(impl, command(impl, inp, out, workers), paths, mp)
-    shutil.rmtree(out, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(out, ignore_errors=True)
     status = "" if result.ok else f"  FAILED: {result.note}"
     print(
         f"  {impl:<9}{paths:>5} images {workers} workers {result.seconds:7.2f} s "
@@ -296,10 +301,18 @@ def main() -> None:
         rounds: list[dict[str, Run]] = []
         for i in range(rounds_n):
             order = impls[i % len(impls) :] + impls[: i % len(impls)]
-            this = {n: run_once(n, base_dir, scratch, workers, len(base), base_mp) for n in order}
+            last = i == rounds_n - 1
+            this = {
+                n: run_once(n, base_dir, scratch, workers, len(base), base_mp, keep=last)
+                for n in order
+            }
             rounds.append(this)
             for name, run in this.items():
                 rows[name].runs.append(run)
+        print("   quality of the last pipeline run's JPEGs (full-decode LANCZOS reference)...")
+        from quality import score  # benchmarks/ is on sys.path when run as a script
+
+        quality = score(base_dir, scratch / "out-pipeline", workers)
         # 2. what Dask costs: pipeline vs the same work in a bare pool, on more images
         n_cost = 120 if quick else 500
         cost_dir = linked_set(base, n_cost, scratch / f"n{n_cost}")
@@ -324,7 +337,18 @@ def main() -> None:
         scaling[f"{len(base)} images, {workers} workers"] = rows["pipeline"].runs[-1]
     elapsed = time.perf_counter() - started
     report(
-        info, base_dir, base, base_mp, rows, rounds, cost_pairs, scaling, workers, quick, elapsed
+        info,
+        base_dir,
+        base,
+        base_mp,
+        rows,
+        rounds,
+        quality,
+        cost_pairs,
+        scaling,
+        workers,
+        quick,
+        elapsed,
     )
 
 
@@ -335,6 +359,7 @@ def report(
     base_mp: float,
     rows: dict[str, Row],
     rounds: list[dict[str, Run]],
+    quality: dict[str, Any],
     cost_pairs: list[dict[str, Run]],
     scaling: dict[str, Run],
     workers: int,
@@ -355,6 +380,12 @@ def report(
         "wall time of each whole command (start-up included).",
         "",
         main_table(rows, rounds, workers),
+        "",
+        f"Quality: PSNR of the pipeline's JPEGs against a full-decode LANCZOS reference (the "
+        f"same transform without its reduced-scale decode and short filter), "
+        f"{quality.get('images', 0)} images: min {quality.get('min_db')} dB "
+        f"({quality.get('worst')}), median {quality.get('median_db')} dB, "
+        f"{quality.get('below_32_db')} below 32 dB.",
         "",
         f"Dask's cost: the pipeline CLI vs the same per-image work in a bare process pool on "
         f"{n_cost} images: {100 * cost:+.1f}% wall time ("
@@ -388,6 +419,7 @@ def report(
         "machine": info,
         "quick": quick,
         "rounds": [{k: asdict(v) for k, v in r.items()} for r in rounds],
+        "quality": quality,
         "dask_cost": [{k: asdict(v) for k, v in p.items()} for p in cost_pairs],
         "scaling": {k: asdict(v) for k, v in scaling.items()},
     }

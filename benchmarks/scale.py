@@ -78,17 +78,19 @@ def main() -> None:
     stream: list[dict[str, Any]] = []
     submit, run_pipeline = runner._submit, runner.run_pipeline
 
-    def observed_submit(client: Any, wave: Any, ctx: Any, flights: Any) -> None:
+    def observed_submit(client: Any, wave: Any, ctx: Any, flights: Any, first: int = 0) -> None:
         if wave and not first_submit:
             first_submit.append(time.time())
-        submit(client, wave, ctx, flights)
+        submit(client, wave, ctx, flights, first)
         if wave:
             t = time.perf_counter()
             import dask.bag as db
 
-            bag = db.from_sequence(list(wave), partition_size=1)
-            bag = bag.map_partitions(runner._run_partition, ctx)
-            size = len(cloudpickle.dumps(dict(bag.__dask_graph__())))
+            size = 0
+            for jobs in wave:  # the graphs _submit sends: one one-partition bag per partition
+                bag = db.from_sequence([jobs], partition_size=1)
+                bag = bag.map_partitions(runner._run_partition, ctx)
+                size += len(cloudpickle.dumps(dict(bag.__dask_graph__())))
             waves.append({"partitions": len(wave), "images": sum(map(len, wave)), "bytes": size})
             measuring[0] += time.perf_counter() - t
 

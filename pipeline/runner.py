@@ -17,6 +17,7 @@ import math
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -39,8 +40,8 @@ from pipeline.task import (
 )
 
 MAX_PARTITION = 256  # images per task at most: small enough to balance, large enough to be cheap
-PARTITIONS_PER_THREAD = 4  # the first wave's target when the whole input is already known
-LOOKAHEAD = 4096  # inputs discovered before the first wave is sized
+PARTITIONS_PER_THREAD = 4  # once the rest is known: a partition is 1/(threads x 4) of it
+LOOKAHEAD = 4096  # inputs discovered ahead of the partition being formed
 IN_FLIGHT_PER_THREAD = 3  # partitions submitted but unfinished, per worker thread
 WORKER_DIED = "worker died while processing this image"
 
@@ -160,6 +161,7 @@ class _Driver:
             client, ctx, report, flights, tick
         )  # fmt: skip
         self.queue: list[list[Job]] = []  # split partitions, before new ones
+        self.submitted = 0  # partitions submitted so far: the next one's priority is minus this
 
     def drive(
         self, partitions: Iterator[list[Job]], *, limit: int, quarantine: bool = False
@@ -173,7 +175,8 @@ class _Driver:
             if room > 0 and self.report.stopped is None:
                 wave = self.queue[:room] or list(islice(partitions, room))
                 del self.queue[: len(wave) if self.queue else 0]
-                _submit(self.client, wave, self.ctx, self.flights)
+                _submit(self.client, wave, self.ctx, self.flights, self.submitted)
+                self.submitted += len(wave)
             if not self.flights:
                 return suspects
             for future in _wait_some(wait, [f.future for f in self.flights.values()]):
@@ -215,16 +218,24 @@ def _wait_some(wait: Callable[..., Any], futures: list[Any]) -> list[Any]:
 
 
 def _submit(
-    client: Any, wave: Sequence[list[Job]], ctx: TaskContext, flights: dict[str, _Flight]
+    client: Any,
+    wave: Sequence[list[Job]],
+    ctx: TaskContext,
+    flights: dict[str, _Flight],
+    first: int = 0,
 ) -> None:
-    """Submit partitions as one bag: one task per partition, one future per task."""
-    if not wave:
-        return
+    """Submit each partition as a one-partition bag, the n-th of the run with priority -n.
+
+    The priorities make partitions start in the order they were formed: the large ones first,
+    the single-image tail last. Partitions submitted together as one graph run in whatever order
+    the scheduler picks, and a large one left for the end keeps one worker busy while the others
+    have nothing to do.
+    """
     import dask.bag as db
 
-    bag = db.from_sequence(list(wave), partition_size=1).map_partitions(_run_partition, ctx)
-    futures = client.compute(bag.to_delayed())
-    for jobs, future in zip(wave, futures, strict=True):
+    for n, jobs in enumerate(wave, start=first):
+        bag = db.from_sequence([jobs], partition_size=1).map_partitions(_run_partition, ctx)
+        (future,) = client.compute(bag.to_delayed(), priority=-n)
         flights[future.key] = _Flight(jobs=jobs, future=future)
 
 
@@ -234,15 +245,27 @@ def _run_partition(parts: Sequence[list[Job]], ctx: TaskContext) -> list[Record]
 
 
 def _partitions(jobs: Iterator[Job], threads: int) -> Iterator[list[Job]]:
-    """Group jobs into partitions: sized to spread a small run over all threads, capped."""
-    head = list(islice(jobs, LOOKAHEAD))
-    if len(head) < LOOKAHEAD:
-        size = max(1, min(MAX_PARTITION, math.ceil(len(head) / (threads * PARTITIONS_PER_THREAD))))
-    else:
-        size = MAX_PARTITION
-    stream = chain(head, jobs)
-    while chunk := list(islice(stream, size)):
-        yield chunk
+    """Group jobs into partitions by guided self-scheduling.
+
+    While discovery still has more than LOOKAHEAD inputs ahead, a partition is MAX_PARTITION
+    images. Once the rest of the input is known, each partition takes 1/(threads x
+    PARTITIONS_PER_THREAD) of what is left, so the sizes shrink to single images at the very
+    end: no worker idles while another finishes a long partition, for a run of 200 images as
+    for the tail of a run of millions.
+    """
+    ahead: deque[Job] = deque()
+    more = True
+    while True:
+        if more:
+            want = LOOKAHEAD - len(ahead)
+            before = len(ahead)
+            ahead.extend(islice(jobs, want))
+            more = len(ahead) - before == want
+        if not ahead:
+            return
+        share = math.ceil(len(ahead) / (threads * PARTITIONS_PER_THREAD))
+        size = MAX_PARTITION if more else min(MAX_PARTITION, share)
+        yield [ahead.popleft() for _ in range(min(size, len(ahead)))]
 
 
 def _counted(jobs: Iterator[Job], report: RunReport, client: Any) -> Iterator[Job]:

@@ -25,16 +25,19 @@ from pipeline.errors import ImageError
 #: What Image.open may try. MPO (multi-picture JPEG, written by many cameras and phones as .jpg)
 #: needs no entry: Pillow's JPEG opener returns an MpoImageFile itself (and "MPO" has no opener).
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
-#: The final resample, after the DCT-scaled decode has done most of the shrinking. Against the
-#: naive full-decode LANCZOS pipeline's JPEG (q85) on the 200-image benchmark corpus, with the DCT
-#: scales below: BICUBIC min/median PSNR 35.2/45.9 dB at 1920 px, 15% less CPU per image than
-#: LANCZOS (37.4/47.5); BILINEAR saves another 10% but falls to 32.7 dB, too close to the 32 dB bar.
-RESAMPLE = Image.Resampling.BICUBIC
+#: The final resample, after the DCT-scaled decode has done most of the shrinking (what is left
+#: is a factor below LARGE_FACTOR). Against the naive full-decode LANCZOS pipeline's JPEG (q85)
+#: on the 200-image benchmark corpus at 1920 px (one process, the rule below for larger
+#: factors): BICUBIC min/median PSNR 35.2/46.6 dB; HAMMING 33.3/44.9 dB for 8% less CPU per
+#: image over the whole transform; BILINEAR (HAMMING's cost, a blunter window) 32.7 dB at worst,
+#: too close to the 32 dB bar. HAMMING's window spans one source pixel per side where BICUBIC's
+#: spans two, so it reads half the pixels per output pixel. Its worst image is a fine grass
+#: texture, where the difference from the reference is invisible at 2x zoom.
+RESAMPLE = Image.Resampling.HAMMING
 #: ...unless the resample still has this factor or more to go (no DCT scaling: other formats, or
-#: a JPEG just above the target): there LANCZOS keeps what BICUBIC would blur. On the seed photos
-#: at 640 px, BICUBIC everywhere gave min/median 33.4/40.0 dB, this rule 36.2/42.8; on the corpus
-#: at 1920 px (interleaved, one process): 35.2/46.6 dB and 11% less CPU per image than LANCZOS
-#: everywhere, where BICUBIC everywhere saved 14%.
+#: a JPEG just above the target; or 1/8 and 1/4 scales for small targets): there LANCZOS keeps
+#: what a short filter would alias or blur. Seed photos at 640 px (where the 1/8 scale leaves
+#: 1.5-3x): min/median 34.0/42.8 dB with this rule; BICUBIC there instead gave 33.4/40.0.
 RESAMPLE_LARGE = Image.Resampling.LANCZOS
 LARGE_FACTOR = 1.5
 #: JPEG DCT scaling: libjpeg-turbo decodes straight to M/8 of the stored size. M -> how many times
@@ -327,7 +330,7 @@ def _render(im: Image.Image, source: _Source, settings: Settings, notes: list[st
 def _resample_for(
     box: tuple[float, float, float, float], target: tuple[int, int]
 ) -> Image.Resampling:
-    """BICUBIC for what is left after a DCT-scaled decode; LANCZOS for larger factors."""
+    """HAMMING for what is left after a DCT-scaled decode; LANCZOS for larger factors."""
     factor = min((box[2] - box[0]) / target[0], (box[3] - box[1]) / target[1])
     return RESAMPLE_LARGE if factor >= LARGE_FACTOR else RESAMPLE
 

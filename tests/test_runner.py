@@ -1,0 +1,47 @@
+"""How the runner cuts the input into partitions (the part of the runner that needs no cluster)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import count, islice
+
+import pytest
+
+from pipeline import runner
+from pipeline.discover import Job
+
+
+def _jobs(n: int | None) -> Iterator[Job]:
+    numbers = count() if n is None else iter(range(n))
+    return (Job(input=f"{i}.png", output=f"{i}.jpg") for i in numbers)
+
+
+@pytest.mark.parametrize(("n", "threads"), [(1, 2), (7, 2), (200, 2), (200, 64), (5000, 2)])
+def test_partitions_keep_every_job_once_in_order(n: int, threads: int) -> None:
+    parts = list(runner._partitions(_jobs(n), threads))
+    assert [job.input for part in parts for job in part] == [f"{i}.png" for i in range(n)]
+    assert all(1 <= len(part) <= runner.MAX_PARTITION for part in parts)
+
+
+def test_partition_sizes_shrink_to_single_images_at_the_end() -> None:
+    """200 images on 2 threads: 25 first (200 / 8), then ever smaller, ending in ones."""
+    sizes = [len(part) for part in runner._partitions(_jobs(200), 2)]
+    assert sizes[0] == 25
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-4:] == [1, 1, 1, 1]
+    assert len(sizes) < 60  # still a handful of tasks per thread, not one per image
+
+
+def test_a_long_stream_gets_full_partitions_without_being_read_to_the_end() -> None:
+    """Discovery of millions of files: work starts after LOOKAHEAD inputs, not after all."""
+    parts = runner._partitions(_jobs(None), 2)
+    first = list(islice(parts, 3))
+    assert [len(part) for part in first] == [runner.MAX_PARTITION] * 3
+
+
+def test_the_tail_of_a_long_stream_shrinks_too() -> None:
+    n = runner.LOOKAHEAD * 3 + 17
+    sizes = [len(part) for part in runner._partitions(_jobs(n), 4)]
+    assert sum(sizes) == n
+    assert sizes[0] == runner.MAX_PARTITION
+    assert sizes[-1] == 1
