@@ -25,21 +25,25 @@ from pipeline.errors import ImageError
 #: What Image.open may try. MPO (multi-picture JPEG, written by many cameras and phones as .jpg)
 #: needs no entry: Pillow's JPEG opener returns an MpoImageFile itself (and "MPO" has no opener).
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
-#: The final resample, after the DCT-scaled decode has done most of the shrinking (what is left
-#: is a factor below LARGE_FACTOR). Against the naive full-decode LANCZOS pipeline's JPEG (q85)
-#: on the 200-image benchmark corpus at 1920 px (one process, the rule below for larger
-#: factors): BICUBIC min/median PSNR 35.2/46.6 dB; HAMMING 33.3/44.9 dB for 8% less CPU per
-#: image over the whole transform; BILINEAR (HAMMING's cost, a blunter window) 32.7 dB at worst,
-#: too close to the 32 dB bar. HAMMING's window spans one source pixel per side where BICUBIC's
-#: spans two, so it reads half the pixels per output pixel. Its worst image is a fine grass
-#: texture, where the difference from the reference is invisible at 2x zoom.
+#: The one resample, by how much it still has to shrink (`_resample_for`). PSNR against the naive
+#: full-decode LANCZOS pipeline's JPEG (q85), min/median, on the 200-image benchmark corpus at
+#: 1920 px and on the seed photos at 640 px; CPU of the whole transform, one process.
+#: Below 1.5x (what a DCT-scaled decode leaves, or a photo just above the target): HAMMING.
+#: BICUBIC there gave 35.2/46.6 dB on the corpus, HAMMING 33.3/44.9 dB for 8% less CPU per
+#: image: its window spans one source pixel per side where BICUBIC's spans two, so it reads half
+#: the pixels. BILINEAR (the same cost, a blunter window) fell to 32.7 dB, too close to the
+#: 32 dB bar. HAMMING's worst image is a fine grass texture, the difference invisible at 2x zoom.
 RESAMPLE = Image.Resampling.HAMMING
-#: ...unless the resample still has this factor or more to go (no DCT scaling: other formats, or
-#: a JPEG just above the target; or 1/8 and 1/4 scales for small targets): there LANCZOS keeps
-#: what a short filter would alias or blur. Seed photos at 640 px (where the 1/8 scale leaves
-#: 1.5-3x): min/median 34.0/42.8 dB with this rule; BICUBIC there instead gave 33.4/40.0.
-RESAMPLE_LARGE = Image.Resampling.LANCZOS
 LARGE_FACTOR = 1.5
+#: From 1.5x up to 3x on a fully decoded image (PNG, WebP, TIFF, BMP, a JPEG too small for DCT
+#: scaling): BICUBIC, 3.5% less CPU over the corpus than LANCZOS, the corpus median 44.9 ->
+#: 44.0 dB and its minimum unchanged.
+RESAMPLE_FULL = Image.Resampling.BICUBIC
+FULL_LARGE_FACTOR = 3.0
+#: Everything else: LANCZOS, which keeps what a shorter filter would alias or blur. That includes
+#: what the coarse 1/4 and 1/8 DCT scales leave for small targets: on the seed photos at 640 px
+#: (1.5-3x left after 1/8) BICUBIC there gave 33.4/40.0 dB, LANCZOS 34.0/42.8.
+RESAMPLE_LARGE = Image.Resampling.LANCZOS
 #: JPEG DCT scaling: libjpeg-turbo decodes straight to M/8 of the stored size. M -> how many times
 #: the target the scaled image must still be. The 3x3 and 4x4 scaled IDCTs are clean enough to go
 #: right down to the target; 1/4 and 1/8 (2x2 and 1x1 per block) alias visibly unless the filter
@@ -316,7 +320,7 @@ def _render(im: Image.Image, source: _Source, settings: Settings, notes: list[st
     if im.size != stored_target or source.box is not None:
         im = im.resize(
             stored_target,
-            _resample_for(source.box or (0, 0, *im.size), stored_target),
+            _resample_for(source.box or (0, 0, *im.size), stored_target, source.box is not None),
             box=source.box,
             reducing_gap=REDUCING_GAP,
         )
@@ -328,11 +332,15 @@ def _render(im: Image.Image, source: _Source, settings: Settings, notes: list[st
 
 
 def _resample_for(
-    box: tuple[float, float, float, float], target: tuple[int, int]
+    box: tuple[float, float, float, float], target: tuple[int, int], scaled: bool
 ) -> Image.Resampling:
-    """HAMMING for what is left after a DCT-scaled decode; LANCZOS for larger factors."""
+    """The filter for shrinking `box` to `target`; `scaled`: the image was DCT-scaled on decode."""
     factor = min((box[2] - box[0]) / target[0], (box[3] - box[1]) / target[1])
-    return RESAMPLE_LARGE if factor >= LARGE_FACTOR else RESAMPLE
+    if factor < LARGE_FACTOR:
+        return RESAMPLE
+    if not scaled and factor < FULL_LARGE_FACTOR:
+        return RESAMPLE_FULL
+    return RESAMPLE_LARGE
 
 
 def _resizable(im: Image.Image) -> Image.Image:

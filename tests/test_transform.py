@@ -351,12 +351,12 @@ def _versus_naive(data: bytes, max_size: int, quality: int = 85) -> float:
     return H.psnr(ours, naive)
 
 
-@pytest.mark.parametrize(("max_size", "floor"), [(1920, 39.0), (640, 33.5)])
+@pytest.mark.parametrize(("max_size", "floor"), [(1920, 36.5), (640, 33.5)])
 def test_seed_photos_match_the_naive_pipeline(max_size: int, floor: float) -> None:
     """Measured (Pillow 12.3; DCT scales 1/8, 1/4 with 1.5x margin, 3/8 and 1/2 down to the
-    target; HAMMING below a 1.5x factor, LANCZOS above): min/median 39.9/inf dB at 1920, 34.0/42.8
-    at 640. LANCZOS everywhere gave 43.6/inf and 37.4/42.8; BICUBIC below 1.5x 42.0/inf and
-    36.2/42.8; BICUBIC everywhere 37.2/43.2 and 33.4/40.0, too close to the 40 dB median bar."""
+    target; HAMMING below a 1.5x factor, BICUBIC up to 3x on full decodes, LANCZOS otherwise):
+    min/median 37.2/41.9 dB at 1920, 34.0/42.8 at 640. LANCZOS everywhere gave 43.6/inf and
+    37.4/42.8; BICUBIC everywhere 37.2/43.2 and 33.4/40.0, too close to the 40 dB median bar."""
     photos = H.seed_photos()
     assert len(photos) >= 10, "the seed corpus is missing"
     scores = [_versus_naive(p.read_bytes(), max_size) for p in photos]
