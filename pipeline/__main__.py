@@ -1,8 +1,6 @@
 """`python -m pipeline ...`: see pipeline.cli."""
 
-import sys
-
-from pipeline.cli import main
+from pipeline.cli import exit_now, main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

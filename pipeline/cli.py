@@ -129,6 +129,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def _run(opts: RunOptions, *, quiet: bool, after: _After) -> int:
+    if opts.scheduler is None:  # before the imports below: the workers' start overlaps them
+        from pipeline.cluster import prestart_local_workers
+
+        prestart_local_workers()
     from pipeline.runner import run_pipeline
 
     signal.signal(signal.SIGTERM, _interrupt)
@@ -269,4 +273,18 @@ def _run_id() -> str:
 
 def main_entry() -> None:
     """Console script `pipeline`: the same commands as `python -m pipeline`."""
-    sys.exit(main())
+    exit_now(main())
+
+
+def exit_now(code: int) -> None:
+    """End the process once a command has returned: the cluster is closed, the report written.
+
+    Skips the interpreter's teardown, which takes ~0.4 s after a run (freeing the objects of
+    Dask, Bokeh and their imports one by one) and has nothing left to do.
+    """
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

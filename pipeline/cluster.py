@@ -2,6 +2,9 @@
 
 A local cluster is one single-threaded worker process per core (so "per core" means per worker
 thread), bound to 127.0.0.1, with a memory cap fit for image work and worker tuning applied.
+The CLI, which runs one cluster per process, first calls `prestart_local_workers`: the workers'
+modules are imported by a fork server while the CLI imports Dask and starts the scheduler and
+its dashboard, and each worker (and any restarted one) is then forked from it, warm.
 An existing scheduler is reached within `--connect-timeout`, with TLS from flags or Dask's own
 config; an unreachable one, or one without workers, is a UsageError (exit 2).
 """
@@ -17,6 +20,19 @@ from pipeline import tuning
 from pipeline.config import RunOptions
 from pipeline.errors import UsageError
 
+#: What a local worker imports, done once in the fork server instead of in every worker:
+#: Dask's worker side, the CLI module a child re-imports as its main module, the image work.
+WORKER_MODULES = (
+    "distributed",
+    "distributed.nanny",
+    "distributed.worker",
+    "pipeline.cli",
+    "pipeline.task",
+    "pipeline.transform",
+    "PIL.JpegImagePlugin",
+    "PIL.PngImagePlugin",
+)
+MP_METHOD = "distributed.worker.multiprocessing-method"
 MEMORY_LIMIT_CAP = 4 << 30  # per local worker: ample for a 100 MP image, bounded for bombs
 LOCAL_ALLOWED_FAILURES = 2  # worker deaths before a local task counts as poisonous
 
@@ -76,6 +92,41 @@ def _wait_for_workers(client: Any, opts: RunOptions) -> None:
         ) from None
 
 
+_prestarted: list[bool] = []  # [True] once prestart_local_workers() has started the server
+
+
+def prestart_local_workers() -> None:
+    """Start the process local workers will be forked from, now, importing their modules.
+
+    For a process that starts one local cluster and then exits (the CLI): the fork server's
+    imports run alongside the scheduler's start-up (its dashboard alone takes ~0.7 s to import),
+    so the workers are up ~0.4 s sooner, and a restarted worker in milliseconds. The server's
+    environment, which its workers inherit, is set now as the Nanny would set it before spawning
+    (`distributed.nanny.pre-spawn-environ`, with `tuning.local_config()`). Does nothing where the
+    platform has no fork server, or where Dask is configured for another start method.
+    """
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    import dask
+    import distributed  # noqa: F401  # loads Dask's distributed.* config defaults
+
+    if _prestarted or "forkserver" not in multiprocessing.get_all_start_methods():
+        return
+    with dask.config.set(tuning.local_config()):
+        if dask.config.get(MP_METHOD) != "spawn":
+            return
+        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    for name, value in environ.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = str(value)
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
+    forkserver.ensure_running()
+    _prestarted.append(True)
+
+
 @contextlib.contextmanager
 def _local_client(opts: RunOptions) -> Iterator[Any]:
     import dask
@@ -89,6 +140,7 @@ def _local_client(opts: RunOptions) -> Iterator[Any]:
                 # one task per single-threaded worker: a dying worker takes no queued neighbour
                 "distributed.scheduler.worker-saturation": 1.0,
                 **tuning.local_config(),
+                **({MP_METHOD: "forkserver"} if _prestarted else {}),
             }
         ),
         LocalCluster(

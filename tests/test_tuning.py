@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,16 @@ def test_local_workers_run_without_the_profiler(tuned_client: Client) -> None:
     assert list(tuned_client.run(_quiet_settings).values()) == [[False, False]]
 
 
+def _tick_ms(dask_worker: Any = None, dask_scheduler: Any = None) -> float:
+    server = dask_worker or dask_scheduler
+    return float(server.periodic_callbacks["tick"].callback_time)
+
+
+def test_local_workers_and_scheduler_tick_slower(tuned_client: Client) -> None:
+    assert list(tuned_client.run(_tick_ms).values()) == [500.0]
+    assert tuned_client.run_on_scheduler(_tick_ms) == 500.0
+
+
 @pytest.mark.slow
 def test_without_our_config_the_nanny_sets_it(no_leaked_trim: None) -> None:
     """The control: Dask's default really is what local_config() undoes."""
@@ -124,3 +135,43 @@ def test_importing_does_no_work() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["0", "False"]
+
+
+_FORKED_WORKERS = """
+import json, os, sys
+from pipeline import cluster
+from pipeline.config import RunOptions
+
+def facts():
+    import sys
+    return {"parent": os.getppid(), "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            "omp": os.environ.get("OMP_NUM_THREADS"), "warm": "pipeline.transform" in sys.modules}
+
+if __name__ == "__main__":
+    cluster.prestart_local_workers()
+    with cluster.connected(RunOptions(workers=2), None) as client:
+        seen = list(client.run(facts).values())
+        client.restart()  # every worker process replaced: forked again from the same server
+        again = list(client.run(facts).values())
+    print(json.dumps({"me": os.getpid(), "seen": seen, "again": again}))
+"""
+
+
+@pytest.mark.slow
+def test_cli_workers_are_forked_warm_from_a_server_with_the_nanny_environment(
+    tmp_path: Any,
+) -> None:
+    """What the CLI does: a fork server started first, its workers have their modules already
+    imported (also after a restart), and the environment the Nanny gives a spawned worker."""
+    script = tmp_path / "forked.py"
+    script.write_text(_FORKED_WORKERS)
+    env = {**os.environ, TRIM: "65536", "OMP_NUM_THREADS": "8"}
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    for facts in result["seen"] + result["again"]:
+        assert facts["parent"] != result["me"]  # the fork server's child, not the Nanny's
+        assert facts == {**facts, "trim": None, "omp": "1", "warm": True}
+    assert len({f["parent"] for f in result["seen"] + result["again"]}) == 1
