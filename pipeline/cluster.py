@@ -33,6 +33,7 @@ WORKER_MODULES = (
     "PIL.PngImagePlugin",
 )
 MP_METHOD = "distributed.worker.multiprocessing-method"
+FORK_SERVER_STOP_WAIT = 5.0  # seconds
 MEMORY_LIMIT_CAP = 4 << 30  # per local worker: ample for a 100 MP image, bounded for bombs
 LOCAL_ALLOWED_FAILURES = 2  # worker deaths before a local task counts as poisonous
 
@@ -109,7 +110,7 @@ def prestart_local_workers() -> None:
     from multiprocessing import forkserver
 
     import dask
-    import distributed  # noqa: F401  # loads Dask's distributed.* config defaults
+    import distributed.utils  # also loads Dask's distributed.* config defaults
 
     if _prestarted or "forkserver" not in multiprocessing.get_all_start_methods():
         return
@@ -124,6 +125,10 @@ def prestart_local_workers() -> None:
             os.environ[name] = str(value)
     multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
     forkserver.ensure_running()
+    # On its first "forkserver" context Dask imports numpy, pandas and lz4 into this process
+    # (~0.2 s, on the way to the first worker) only to name them as the server's preload, which
+    # is too late to matter: the server is already running with ours. Tell it so.
+    distributed.utils._forkserver_preload_set = True
     _prestarted.append(True)
 
 
@@ -134,6 +139,7 @@ def _local_client(opts: RunOptions) -> Iterator[Any]:
 
     workers = opts.workers or os.cpu_count() or 1
     with (
+        contextlib.ExitStack() as after,  # first in, so its callback runs after the close
         dask.config.set(
             {
                 "distributed.scheduler.allowed-failures": LOCAL_ALLOWED_FAILURES,
@@ -153,7 +159,35 @@ def _local_client(opts: RunOptions) -> Iterator[Any]:
         ) as cluster,
         Client(cluster) as client,
     ):
+        if _prestarted:
+            after.callback(_stop_fork_server)
         yield client
+
+
+def _stop_fork_server() -> None:
+    """Once its cluster is closed: end the fork server and wait (a few seconds at most) for it.
+
+    So no process of the run outlives it, and the CPU of the workers (reaped by the server) is
+    counted in this process's children, like that of spawned workers. The server ends when no
+    process holds its "alive" pipe: this one and the workers it forked, gone with the cluster.
+    Uses the helper CPython's own tests stop a fork server with; without it, the server ends
+    when this process does.
+    """
+    import threading
+    from multiprocessing import forkserver
+
+    _prestarted.clear()
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is None:
+        return
+
+    def quietly() -> None:
+        with contextlib.suppress(OSError):
+            stop()
+
+    waiter = threading.Thread(target=quietly, name="pipeline-stop-fork-server", daemon=True)
+    waiter.start()
+    waiter.join(timeout=FORK_SERVER_STOP_WAIT)
 
 
 def _local_memory_limit(workers: int) -> int:

@@ -153,7 +153,8 @@ if __name__ == "__main__":
         seen = list(client.run(facts).values())
         client.restart()  # every worker process replaced: forked again from the same server
         again = list(client.run(facts).values())
-    print(json.dumps({"me": os.getpid(), "seen": seen, "again": again}))
+    server_left = os.path.exists(f"/proc/{seen[0]['parent']}")  # reaped: not even a zombie
+    print(json.dumps({"me": os.getpid(), "seen": seen, "again": again, "left": server_left}))
 """
 
 
@@ -162,7 +163,8 @@ def test_cli_workers_are_forked_warm_from_a_server_with_the_nanny_environment(
     tmp_path: Any,
 ) -> None:
     """What the CLI does: a fork server started first, its workers have their modules already
-    imported (also after a restart), and the environment the Nanny gives a spawned worker."""
+    imported (also after a restart), and the environment the Nanny gives a spawned worker; the
+    server is gone once the cluster is."""
     script = tmp_path / "forked.py"
     script.write_text(_FORKED_WORKERS)
     env = {**os.environ, TRIM: "65536", "OMP_NUM_THREADS": "8"}
@@ -175,3 +177,4 @@ def test_cli_workers_are_forked_warm_from_a_server_with_the_nanny_environment(
         assert facts["parent"] != result["me"]  # the fork server's child, not the Nanny's
         assert facts == {**facts, "trim": None, "omp": "1", "warm": True}
     assert len({f["parent"] for f in result["seen"] + result["again"]}) == 1
+    assert result["left"] is False
