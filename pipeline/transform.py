@@ -19,6 +19,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
+from pipeline import webp
 from pipeline.config import Settings
 from pipeline.errors import ImageError
 
@@ -165,7 +166,7 @@ def _decode(data: bytes, settings: Settings, notes: list[str]) -> tuple[Image.Im
     _hand_pixel_limit_to_us()
     fmt = _sniff(data, _OWN_SIGNATURES) or "image"
     try:
-        im = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        im: Image.Image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
         fmt = im.format or fmt
         _check_pixels(im.size, settings.max_pixels)
         mode, size = im.mode, im.size
@@ -175,6 +176,8 @@ def _decode(data: bytes, settings: Settings, notes: list[str]) -> tuple[Image.Im
         if im.format == "TIFF":  # Pillow reports TIFF sizes upright
             size = _upright(size, orientation)
         box = _draft(im, settings.max_size)
+        if im.format == "WEBP":
+            im = _webp_scaled(im, data, settings.max_size)
         im.load()
     except ImageError:
         raise
@@ -259,6 +262,22 @@ def _draft_three_eighths(im: Image.Image, scaled: tuple[int, int]) -> bool:
     im._size = scaled
     im.decoderconfig = (3, 0)
     return True
+
+
+def _webp_scaled(im: Image.Image, data: bytes, max_size: int) -> Image.Image:
+    """A still, opaque WebP larger than the target, decoded by libwebp straight to the target.
+
+    Otherwise (or where libwebp cannot be reached) the Pillow image, still to be loaded.
+    """
+    target = fit_size(*im.size, max_size)  # stored orientation: same scale either way
+    if target == im.size or getattr(im, "n_frames", 1) != 1:
+        return im
+    scaled = webp.decode_scaled(data, target)
+    if scaled is None:
+        return im
+    scaled.info = im.info
+    im.close()
+    return scaled
 
 
 @lru_cache(maxsize=1)
