@@ -3,8 +3,9 @@
 A local cluster is one single-threaded worker process per core (so "per core" means per worker
 thread), bound to 127.0.0.1, with a memory cap fit for image work and worker tuning applied.
 The CLI, which runs one cluster per process, first calls `prestart_local_workers`: the workers'
-modules are imported by a fork server while the CLI imports Dask and starts the scheduler and
-its dashboard, and each worker (and any restarted one) is then forked from it, warm.
+modules are imported by a fork server while the CLI imports Dask and starts the scheduler, and
+each worker (and any restarted one) is then forked from it, warm. The scheduler's Bokeh pages
+are mounted only once the first images are on their way (`attach_dashboard`).
 An existing scheduler is reached within `--connect-timeout`, with TLS from flags or Dask's own
 config; an unreachable one, or one without workers, is a UsageError (exit 2).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +34,9 @@ WORKER_MODULES = (
     "PIL.JpegImagePlugin",
     "PIL.PngImagePlugin",
 )
+#: distributed's defaults for these variables in `distributed.nanny.pre-spawn-environ` (a test
+#: checks that they still are): given to the fork server, whose preload loads numpy.
+SERVER_ENVIRON = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 MP_METHOD = "distributed.worker.multiprocessing-method"
 FORK_SERVER_STOP_WAIT = 5.0  # seconds
 MEMORY_LIMIT_CAP = 4 << 30  # per local worker: ample for a 100 MP image, bounded for bombs
@@ -99,37 +104,53 @@ _prestarted: list[bool] = []  # [True] once prestart_local_workers() has started
 def prestart_local_workers() -> None:
     """Start the process local workers will be forked from, now, importing their modules.
 
-    For a process that starts one local cluster and then exits (the CLI): the fork server's
-    imports run alongside the scheduler's start-up (its dashboard alone takes ~0.7 s to import),
-    so the workers are up ~0.4 s sooner, and a restarted worker in milliseconds. The server's
-    environment, which its workers inherit, is set now as the Nanny would set it before spawning
-    (`distributed.nanny.pre-spawn-environ`, with `tuning.local_config()`). Does nothing where the
-    platform has no fork server, or where Dask is configured for another start method.
+    For a process that starts one local cluster and then exits (the CLI), called before it
+    imports Dask: the server's imports then run alongside the CLI's own and the scheduler's
+    start-up, so the workers are forked the moment the scheduler can take them, and a restarted
+    worker in milliseconds. glibc reads MALLOC_TRIM_THRESHOLD_ once, when a process starts, so
+    it is removed now (see `tuning`); the thread-count variables are set as the Nanny sets them
+    by default (SERVER_ENVIRON), since the preload loads numpy. The rest of the Nanny's
+    pre-spawn environment is applied when the cluster starts (`_use_fork_server`). Does nothing
+    where the platform has no fork server; a server left unused (Dask configured for another
+    start method) is stopped with the cluster.
     """
     import multiprocessing
     from multiprocessing import forkserver
 
-    import dask
-    import distributed.utils  # also loads Dask's distributed.* config defaults
-
     if _prestarted or "forkserver" not in multiprocessing.get_all_start_methods():
         return
+    os.environ.pop(tuning.TRIM_VARIABLE, None)
+    os.environ.update(SERVER_ENVIRON)
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
+    forkserver.ensure_running()
+    _prestarted.append(True)
+
+
+def _use_fork_server() -> bool:
+    """Whether the workers come from the prestarted server; if so, the environment is set.
+
+    The Nanny's pre-spawn environment (with `tuning.local_config()`) goes into os.environ, as
+    the Nanny would set it before spawning, so the Nanny hands the same to each worker.
+    """
+    import dask
+    import distributed.utils
+
+    if not _prestarted:
+        return False
     with dask.config.set(tuning.local_config()):
         if dask.config.get(MP_METHOD) != "spawn":
-            return
+            return False
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
     for name, value in environ.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = str(value)
-    multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
-    forkserver.ensure_running()
     # On its first "forkserver" context Dask imports numpy, pandas and lz4 into this process
     # (~0.2 s, on the way to the first worker) only to name them as the server's preload, which
     # is too late to matter: the server is already running with ours. Tell it so.
     distributed.utils._forkserver_preload_set = True
-    _prestarted.append(True)
+    return True
 
 
 @contextlib.contextmanager
@@ -138,6 +159,7 @@ def _local_client(opts: RunOptions) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     workers = opts.workers or os.cpu_count() or 1
+    forked = _use_fork_server()
     with (
         contextlib.ExitStack() as after,  # first in, so its callback runs after the close
         dask.config.set(
@@ -146,7 +168,7 @@ def _local_client(opts: RunOptions) -> Iterator[Any]:
                 # one task per single-threaded worker: a dying worker takes no queued neighbour
                 "distributed.scheduler.worker-saturation": 1.0,
                 **tuning.local_config(),
-                **({MP_METHOD: "forkserver"} if _prestarted else {}),
+                **({MP_METHOD: "forkserver"} if forked else {}),
             }
         ),
         LocalCluster(
@@ -155,13 +177,48 @@ def _local_client(opts: RunOptions) -> Iterator[Any]:
             processes=True,
             host="127.0.0.1",
             dashboard_address="127.0.0.1:8787",
+            # the Bokeh pages come later, from `attach_dashboard`: see there
+            scheduler_kwargs={"dashboard": False},
             memory_limit=_local_memory_limit(workers),
         ) as cluster,
         Client(cluster) as client,
     ):
         if _prestarted:
             after.callback(_stop_fork_server)
+        _deferred_dashboards.add(cluster.scheduler_address)
+        after.callback(_deferred_dashboards.discard, cluster.scheduler_address)
         yield client
+
+
+_deferred_dashboards: set[str] = set()  # addresses of our local schedulers without their pages
+
+
+def attach_dashboard(client: Any) -> None:
+    """Mount Dask's Bokeh dashboard on a local scheduler started by `connected`; else nothing.
+
+    A local scheduler starts with its HTTP server (health, metrics, and the link) but without
+    the Bokeh pages: importing them takes ~0.5 s of CPU, which would delay the workers' first
+    images. The runner calls this once the first images are on their way.
+    """
+    address = getattr(getattr(client, "scheduler", None), "address", None)
+    if address not in _deferred_dashboards:
+        return
+    _deferred_dashboards.discard(address)
+    try:
+        # Imported here, in the scheduler's own process, rather than on its event loop.
+        import distributed.dashboard.scheduler  # noqa: F401
+
+        client.run_on_scheduler(_mount_bokeh_pages)
+    except Exception as exc:  # the run matters more than the pages: say so and go on
+        print(f"pipeline: warning: Dask dashboard not available: {exc}", file=sys.stderr)
+
+
+def _mount_bokeh_pages(dask_scheduler: Any = None) -> None:
+    import distributed.dashboard.scheduler as pages
+
+    apps = dask_scheduler.http_application.applications
+    if not any("/status" in getattr(app, "app_paths", ()) for app in apps):
+        pages.connect(dask_scheduler.http_application, dask_scheduler.http_server, dask_scheduler)
 
 
 def _stop_fork_server() -> None:

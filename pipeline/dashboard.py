@@ -41,6 +41,7 @@ class ThroughputPlugin(SchedulerPlugin):
 
     async def start(self, scheduler: Any) -> None:
         self._scheduler = scheduler
+        self._replay(scheduler)
         self._metrics = _throughput_metrics.attach(self.state)
         try:
             self._app = _throughput_page.mount(scheduler, self._current_run)
@@ -54,6 +55,19 @@ class ThroughputPlugin(SchedulerPlugin):
         if self._app is not None:
             _throughput_page.unmount(self._scheduler, self._app)
             self._app = None
+
+    def _replay(self, scheduler: Any) -> None:
+        """Count the events logged before this plugin was registered, oldest first.
+
+        The runner registers it once the first images are on their way, so a run's first
+        events may already be in the scheduler's event log (its last
+        `distributed.admin.low-level-log-length` per topic). Nothing is awaited between this
+        and the scheduler adding the plugin, so no event is counted twice or missed.
+        """
+        topics = (_events.RUN_TOPIC, _events.THROUGHPUT_TOPIC)
+        logged = [(t, topic, msg) for topic in topics for t, msg in scheduler.get_events(topic)]
+        for _, topic, msg in sorted(logged, key=lambda event: event[0]):
+            self.log_event(topic, msg)
 
     def log_event(self, topic: str, msg: Any) -> None:
         if not isinstance(msg, dict):

@@ -26,7 +26,7 @@ from itertools import chain, islice
 from typing import Any
 
 from pipeline import tuning
-from pipeline.cluster import connected
+from pipeline.cluster import attach_dashboard, connected
 from pipeline.config import RunOptions
 from pipeline.discover import Job, iter_jobs
 from pipeline.events import RUN_TOPIC
@@ -69,7 +69,8 @@ def run_pipeline(
 
     `only`, when given, limits the run to these inputs (paths relative to `opts.input`), named
     exactly as in a full run: this is how a notebook re-runs just the failed files.
-    `on_connect(client)` runs once the cluster is up and the dashboard page registered;
+    `on_connect(client)` runs once the dashboard pages are up: after the first images are sent,
+    so that their imports (Bokeh, ~0.5 s of CPU) do not delay the workers' start;
     `on_finish(client)` after the last result, while the cluster is still up.
     """
     check_locations(opts.input, opts.output)
@@ -88,14 +89,13 @@ def run_pipeline(
     flights: dict[str, _Flight] = {}
     with connected(opts, client) as dask_client:
         report.dashboard_link = str(getattr(dask_client, "dashboard_link", "") or "")
-        report.throughput_link = _register_dashboard(dask_client)
         tuning.register(dask_client)
-        if on_connect is not None:
-            on_connect(dask_client)
         _log_run(dask_client, report, "started")
+        pages = _Once(partial(_show_pages, dask_client, report, on_connect))
         try:
             with _performance_report(opts):
-                _execute(dask_client, opts, ctx, report, progress, started, only, flights)
+                _execute(dask_client, opts, ctx, report, progress, started, only, flights, pages)
+            pages()  # a run with nothing to do
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
@@ -119,6 +119,7 @@ def _execute(
     started: float,
     only: Collection[str] | None,
     flights: dict[str, _Flight],
+    on_first_wave: Callable[[], None] = lambda: None,
 ) -> None:
     threads = max(1, _total_threads(client))
     found = iter_jobs(opts.input, opts.output)
@@ -127,6 +128,7 @@ def _execute(
         found = (job for job in found if job.input in wanted)
     partitions = _partitions(_counted(found, report, client), threads)
     driver = _Driver(client, ctx, report, flights, lambda: _tick(report, progress, started))
+    driver.on_first_wave = on_first_wave
     try:
         suspects = driver.drive(partitions, limit=threads * IN_FLIGHT_PER_THREAD)
         # Images whose partition kept killing workers: now each runs alone, so a death can
@@ -163,6 +165,7 @@ class _Driver:
         )  # fmt: skip
         self.queue: list[list[Job]] = []  # split partitions, before new ones
         self.submitted = 0  # partitions submitted so far: the next one's priority is minus this
+        self.on_first_wave: Callable[[], None] = lambda: None
 
     def drive(
         self, partitions: Iterator[list[Job]], *, limit: int, quarantine: bool = False
@@ -178,6 +181,8 @@ class _Driver:
                 del self.queue[: len(wave) if self.queue else 0]
                 _submit(self.client, wave, self.ctx, self.flights, self.submitted)
                 self.submitted += len(wave)
+                if wave:
+                    self.on_first_wave()
             if not self.flights:
                 return suspects
             for future in _wait_some(wait, [f.future for f in self.flights.values()]):
@@ -280,6 +285,26 @@ def _counted(jobs: Iterator[Job], report: RunReport, client: Any) -> Iterator[Jo
 def _total_threads(client: Any) -> int:
     info = client.scheduler_info()
     return sum(w["nthreads"] for w in info.get("workers", {}).values())
+
+
+class _Once:
+    """Calls `fn` the first time it is called; later calls do nothing."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn: Callable[[], None] | None = fn
+
+    def __call__(self) -> None:
+        fn, self.fn = self.fn, None
+        if fn is not None:
+            fn()
+
+
+def _show_pages(client: Any, report: RunReport, on_connect: Callable[[Any], None] | None) -> None:
+    """Dask's dashboard (on a local cluster) and the throughput page; then `on_connect`."""
+    attach_dashboard(client)
+    report.throughput_link = _register_dashboard(client)
+    if on_connect is not None:
+        on_connect(client)
 
 
 def _register_dashboard(client: Any) -> str:

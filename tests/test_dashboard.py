@@ -186,6 +186,20 @@ def test_local_cluster_page_totals_metrics_and_event_log_wrap(tmp_path):
         assert "run-1" in (tmp_path / "report.html").read_text()
 
 
+def test_events_logged_before_registration_are_counted_once():
+    # The runner registers the plugin after the first images are sent: their events may be first.
+    with local_client() as (_, c):
+        expected = sim.run_simulation(c, 60, "early", npartitions=3)
+        dashboard.register(c)
+        more = sim.run_simulation(c, 20, "later", npartitions=1)
+        workers = c.scheduler_info(n_workers=-1)["workers"]
+        snap = dashboard.snapshot(c)
+        assert_run_matches(snap, "early", expected, workers)
+        assert snap["runs"]["later"]["done"] == sum(more[k] for k in ("ok", "failed", "skipped"))
+        dashboard.register(c)  # already there: nothing is replayed twice
+        assert_run_matches(dashboard.snapshot(c), "early", expected, workers)
+
+
 def test_without_a_dashboard_the_plugin_still_counts():
     with (
         LocalCluster(

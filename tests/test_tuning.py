@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dask
@@ -78,6 +79,23 @@ def test_local_workers_and_scheduler_tick_slower(tuned_client: Client) -> None:
     assert tuned_client.run_on_scheduler(_tick_ms) == 500.0
 
 
+def _timers_ms(dask_worker: Any = None, dask_scheduler: Any = None) -> dict[str, float]:
+    server = dask_worker or dask_scheduler
+    names = ("monitor", "memory_monitor")
+    return {
+        n: float(server.periodic_callbacks[n].callback_time)
+        for n in names
+        if n in server.periodic_callbacks
+    }
+
+
+def test_local_monitors_run_less_often(tuned_client: Client) -> None:
+    assert list(tuned_client.run(_timers_ms).values()) == [
+        {"monitor": 1000.0, "memory_monitor": 250.0}
+    ]
+    assert tuned_client.run_on_scheduler(_timers_ms) == {"monitor": 1000.0}
+
+
 @pytest.mark.slow
 def test_without_our_config_the_nanny_sets_it(no_leaked_trim: None) -> None:
     """The control: Dask's default really is what local_config() undoes."""
@@ -135,6 +153,17 @@ def test_importing_does_no_work() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["0", "False"]
+
+
+def test_fork_server_environment_is_distributeds_default() -> None:
+    import distributed
+    import yaml
+
+    from pipeline import cluster
+
+    with open(Path(distributed.__file__).parent / "distributed.yaml") as f:
+        defaults = yaml.safe_load(f)["distributed"]["nanny"]["pre-spawn-environ"]
+    assert {k: str(defaults[k]) for k in cluster.SERVER_ENVIRON} == cluster.SERVER_ENVIRON
 
 
 _FORKED_WORKERS = """
