@@ -332,9 +332,16 @@ def main() -> None:
             scaling[f"{n} images, {workers} workers"] = run_once(
                 "pipeline", folder, scratch, workers, n, base_mp * n / len(base)
             )
-        one = run_once("pipeline", base_dir, scratch, 1, len(base), base_mp)
-        scaling[f"{len(base)} images, 1 worker"] = one
-        scaling[f"{len(base)} images, {workers} workers"] = rows["pipeline"].runs[-1]
+        # 1 vs N workers side by side (adjacent runs, order alternated): this machine's speed
+        # drifts by 10-20% over minutes, so runs far apart do not compare
+        worker_pairs: list[dict[int, Run]] = []
+        for i in range(1 if quick else 2):
+            order = (1, workers) if i % 2 == 0 else (workers, 1)
+            worker_pairs.append(
+                {w: run_once("pipeline", base_dir, scratch, w, len(base), base_mp) for w in order}
+            )
+        scaling[f"{len(base)} images, 1 worker"] = worker_pairs[-1][1]
+        scaling[f"{len(base)} images, {workers} workers"] = worker_pairs[-1][workers]
     elapsed = time.perf_counter() - started
     report(
         info,
@@ -346,6 +353,7 @@ def main() -> None:
         quality,
         cost_pairs,
         scaling,
+        worker_pairs,
         workers,
         quick,
         elapsed,
@@ -362,6 +370,7 @@ def report(
     quality: dict[str, Any],
     cost_pairs: list[dict[str, Run]],
     scaling: dict[str, Run],
+    worker_pairs: list[dict[int, Run]],
     workers: int,
     quick: bool,
     elapsed: float,
@@ -402,11 +411,12 @@ def report(
             f"| {label} | {run.seconds:.1f} | {1000 * run.seconds / run.images:.0f} "
             f"| {run.rate:.2f} |"
         )
-    one = next(r for k, r in scaling.items() if k.endswith("1 worker"))
-    many = scaling[f"{len(base)} images, {workers} workers"]
+    speedups = [pair[workers].rate / pair[1].rate for pair in worker_pairs]
     lines += [
         "",
-        f"{workers} workers vs 1: {many.rate / one.rate:.2f}x. "
+        f"{workers} workers vs 1, side by side: "
+        + ", ".join(f"{x:.2f}x" for x in speedups)
+        + f" (median {statistics.median(speedups):.2f}x). "
         f"Peak RSS per worker (max over all pipeline runs): "
         f"{max(r.worker_peak_mib for r in rows['pipeline'].runs):.0f} MiB. "
         f"Bench time {elapsed / 60:.1f} min.",
@@ -422,6 +432,7 @@ def report(
         "quality": quality,
         "dask_cost": [{k: asdict(v) for k, v in p.items()} for p in cost_pairs],
         "scaling": {k: asdict(v) for k, v in scaling.items()},
+        "workers_vs_1": [{str(k): asdict(v) for k, v in p.items()} for p in worker_pairs],
     }
     (RESULTS / "bench.json").write_text(json.dumps(data, indent=1))
     from chart import draw  # benchmarks/ is on sys.path when run as a script
