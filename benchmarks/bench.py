@@ -7,9 +7,10 @@
 
 Every run is a fresh process measured from outside: wall time (interpreter start, imports and the
 cluster start included), CPU time of the whole process tree, and the peak RSS (VmHWM) of each
-worker process. Runs alternate (pipeline, pool, vips, seed, then the next round rotated) so that
-a noisy neighbour hurts all of them alike; the table gives medians over rounds, and the ratios
-are medians of per-round ratios.
+worker process. Each round runs every runner once, the pipeline next to libvips and the bare pool
+(pipeline, vips, pool, seed; the next round in reverse order, and so on), so that the slow drift
+of a shared machine's speed (10-20% over minutes here) cancels out of the pairs compared; the
+table gives medians over rounds, and the ratios are medians of per-round ratios.
 
 Runners: `pipeline` = `python -m pipeline run --workers N`; `pool` = the same per-image work
 (pipeline.task) in a bare ProcessPoolExecutor (what Dask costs); `seed` = the original script's
@@ -288,7 +289,7 @@ def main() -> None:
     base_dir = corpus(quick)
     base = images_in(base_dir)
     base_mp = megapixels(base)
-    impls = ["pipeline", "pool", *(["vips"] if has_vips() else []), "seed"]
+    impls = ["pipeline", *(["vips"] if has_vips() else []), "pool", "seed"]
     info = machine()
     print(f"machine: {info}")
     print(f"corpus: {base_dir} ({len(base)} images, {base_mp:.0f} MP)\n", flush=True)
@@ -300,7 +301,7 @@ def main() -> None:
         rows = {name: Row(name) for name in impls}
         rounds: list[dict[str, Run]] = []
         for i in range(rounds_n):
-            order = impls[i % len(impls) :] + impls[: i % len(impls)]
+            order = impls if i % 2 == 0 else impls[::-1]
             last = i == rounds_n - 1
             this = {
                 n: run_once(n, base_dir, scratch, workers, len(base), base_mp, keep=last)
