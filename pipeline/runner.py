@@ -119,7 +119,7 @@ def _execute(
     started: float,
     only: Collection[str] | None,
     flights: dict[str, _Flight],
-    on_first_wave: Callable[[], None] = lambda: None,
+    after_wave: Callable[[], None] = lambda: None,
 ) -> None:
     threads = max(1, _total_threads(client))
     found = iter_jobs(opts.input, opts.output)
@@ -128,7 +128,7 @@ def _execute(
         found = (job for job in found if job.input in wanted)
     partitions = _partitions(_counted(found, report, client), threads)
     driver = _Driver(client, ctx, report, flights, lambda: _tick(report, progress, started))
-    driver.on_first_wave = on_first_wave
+    driver.after_wave = after_wave
     try:
         suspects = driver.drive(partitions, limit=threads * IN_FLIGHT_PER_THREAD)
         # Images whose partition kept killing workers: now each runs alone, so a death can
@@ -165,7 +165,7 @@ class _Driver:
         )  # fmt: skip
         self.queue: list[list[Job]] = []  # split partitions, before new ones
         self.submitted = 0  # partitions submitted so far: the next one's priority is minus this
-        self.on_first_wave: Callable[[], None] = lambda: None
+        self.after_wave: Callable[[], None] = lambda: None  # after each submitted wave
 
     def drive(
         self, partitions: Iterator[list[Job]], *, limit: int, quarantine: bool = False
@@ -182,7 +182,7 @@ class _Driver:
                 _submit(self.client, wave, self.ctx, self.flights, self.submitted)
                 self.submitted += len(wave)
                 if wave:
-                    self.on_first_wave()
+                    self.after_wave()
             if not self.flights:
                 return suspects
             for future in _wait_some(wait, [f.future for f in self.flights.values()]):
