@@ -28,18 +28,19 @@ from pipeline.errors import ImageError
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
 #: The one resample, by how much it still has to shrink (`_resample_for`). PSNR against the naive
 #: full-decode LANCZOS pipeline's JPEG (q85), min/median, on the 200-image benchmark corpus at
-#: 1920 px and on the seed photos at 640 px; CPU of the whole transform, one process.
+#: 1920 px and on the seed photos at 640 px; CPU of the resample or the whole transform, one
+#: process.
 #: Below 1.5x (what a DCT-scaled decode leaves, or a photo just above the target): HAMMING.
 #: BICUBIC there gave 35.2/46.6 dB on the corpus, HAMMING 33.3/44.9 dB for 8% less CPU per
 #: image: its window spans one source pixel per side where BICUBIC's spans two, so it reads half
 #: the pixels. BILINEAR (the same cost, a blunter window) fell to 32.7 dB, too close to the
 #: 32 dB bar. HAMMING's worst image is a fine grass texture, the difference invisible at 2x zoom.
+#: From 1.5x up to 3x on a fully decoded image (PNG, WebP, TIFF, BMP, a JPEG too small for DCT
+#: scaling): HAMMING too. On the corpus' 19 such images it took 1.45 s of resampling where
+#: BICUBIC took 2.25 s and LANCZOS 3.15 s, at 36.3/42.3 dB (BICUBIC 38.2/43.9, BILINEAR
+#: 34.0/40.6); a full-size image carries no DCT-scaling blur or aliasing for the filter to mend.
 RESAMPLE = Image.Resampling.HAMMING
 LARGE_FACTOR = 1.5
-#: From 1.5x up to 3x on a fully decoded image (PNG, WebP, TIFF, BMP, a JPEG too small for DCT
-#: scaling): BICUBIC, 3.5% less CPU over the corpus than LANCZOS, the corpus median 44.9 ->
-#: 44.0 dB and its minimum unchanged.
-RESAMPLE_FULL = Image.Resampling.BICUBIC
 FULL_LARGE_FACTOR = 3.0
 #: Everything else: LANCZOS, which keeps what a shorter filter would alias or blur. That includes
 #: what the coarse 1/4 and 1/8 DCT scales leave for small targets: on the seed photos at 640 px
@@ -176,6 +177,7 @@ def _decode(data: bytes, settings: Settings, notes: list[str]) -> tuple[Image.Im
         if im.format == "TIFF":  # Pillow reports TIFF sizes upright
             size = _upright(size, orientation)
         box = _draft(im, settings.max_size)
+        _decode_to_rgbx(im)
         if im.format == "WEBP":
             im = _webp_scaled(im, data, settings.max_size)
         im.load()
@@ -262,6 +264,21 @@ def _draft_three_eighths(im: Image.Image, scaled: tuple[int, int]) -> bool:
     im._size = scaled
     im.decoderconfig = (3, 0)
     return True
+
+
+def _decode_to_rgbx(im: Image.Image) -> None:
+    """Have libjpeg-turbo write RGB pixels 4 bytes apart, the layout Pillow keeps RGB images in.
+
+    Pillow asks libjpeg for packed 3-byte RGB and spreads every pixel out to 4 bytes itself; with
+    the "RGBX" raw mode its decoder asks libjpeg-turbo for JCS_EXT_RGBX instead and copies the rows
+    as they are: the same pixels (checked on the whole benchmark corpus), 3-4% less decode CPU.
+    Only for a plain one-tile RGB JPEG and only with libjpeg-turbo (plain libjpeg has no RGBX).
+    """
+    if not isinstance(im, ImageFile.ImageFile) or len(im.tile) != 1 or not _libjpeg_turbo():
+        return
+    tile = im.tile[0]
+    if tile.codec_name == "jpeg" and isinstance(tile.args, tuple) and tile.args[:1] == ("RGB",):
+        im.tile = [tile._replace(args=("RGBX", *tile.args[1:]))]
 
 
 def _webp_scaled(im: Image.Image, data: bytes, max_size: int) -> Image.Image:
@@ -355,10 +372,8 @@ def _resample_for(
 ) -> Image.Resampling:
     """The filter for shrinking `box` to `target`; `scaled`: the image was DCT-scaled on decode."""
     factor = min((box[2] - box[0]) / target[0], (box[3] - box[1]) / target[1])
-    if factor < LARGE_FACTOR:
+    if factor < (LARGE_FACTOR if scaled else FULL_LARGE_FACTOR):
         return RESAMPLE
-    if not scaled and factor < FULL_LARGE_FACTOR:
-        return RESAMPLE_FULL
     return RESAMPLE_LARGE
 
 
