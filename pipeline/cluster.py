@@ -107,8 +107,8 @@ def prestart_local_workers() -> None:
     For a process that starts one local cluster and then exits (the CLI), called before it
     imports Dask: the server's imports then run alongside the CLI's own and the scheduler's
     start-up, so the workers are forked the moment the scheduler can take them, and a restarted
-    worker in milliseconds. glibc reads MALLOC_TRIM_THRESHOLD_ once, when a process starts, so
-    it is removed now (see `tuning`); the thread-count variables are set as the Nanny sets them
+    worker in milliseconds. glibc reads its MALLOC_* variables once, when a process starts, so
+    `tuning.MALLOC_ENVIRON` is set now; the thread-count variables are set as the Nanny sets them
     by default (SERVER_ENVIRON), since the preload loads numpy. The rest of the Nanny's
     pre-spawn environment is applied when the cluster starts (`_use_fork_server`). Does nothing
     where the platform has no fork server; a server left unused (Dask configured for another
@@ -119,7 +119,7 @@ def prestart_local_workers() -> None:
 
     if _prestarted or "forkserver" not in multiprocessing.get_all_start_methods():
         return
-    os.environ.pop(tuning.TRIM_VARIABLE, None)
+    os.environ.update(tuning.MALLOC_ENVIRON)
     os.environ.update(SERVER_ENVIRON)
     multiprocessing.get_context("forkserver").set_forkserver_preload(list(WORKER_MODULES))
     forkserver.ensure_running()

@@ -32,7 +32,34 @@ def _blocks_max() -> int:
 @pytest.fixture
 def no_leaked_trim(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Nanny copies pre-spawn-environ into its own process: earlier clusters leak it to us."""
-    monkeypatch.delenv(TRIM, raising=False)
+    for name in tuning.MALLOC_ENVIRON:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _malloc_env() -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in tuning.MALLOC_ENVIRON}
+
+
+REFAULT_MIB, REFAULT_TIMES = 48, 10
+PAGES = (REFAULT_MIB << 20) // 4096
+
+
+def _refaults() -> int:
+    """Page faults of allocating, filling and freeing a buffer the size of a 24 MP photo's
+    JPEG coefficients, REFAULT_TIMES over, in a new thread as the worker's image thread is."""
+    import resource
+    import threading
+
+    def churn() -> None:
+        for _ in range(REFAULT_TIMES):
+            buffer = bytearray(REFAULT_MIB << 20)  # zero-filled: every page touched
+            del buffer
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    thread = threading.Thread(target=churn)
+    thread.start()
+    thread.join()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 def _cluster(config: dict[str, Any]) -> Iterator[Client]:
@@ -56,8 +83,12 @@ def tuned_client(no_leaked_trim: None) -> Iterator[Client]:
 
 
 @pytest.mark.slow
-def test_local_workers_start_without_the_malloc_trim_threshold(tuned_client: Client) -> None:
-    assert list(tuned_client.run(_trim_env).values()) == [None]
+def test_local_workers_keep_freed_image_memory(tuned_client: Client) -> None:
+    """Started with MALLOC_ENVIRON instead of the Nanny's trim threshold, a worker reuses a
+    freed 48 MiB buffer: its pages are faulted in once, not once per image."""
+    assert list(tuned_client.run(_malloc_env).values()) == [tuning.MALLOC_ENVIRON]
+    (faults,) = tuned_client.run(_refaults).values()
+    assert faults < 2 * PAGES
 
 
 def _quiet_settings() -> list[bool]:
@@ -98,9 +129,12 @@ def test_local_monitors_run_less_often(tuned_client: Client) -> None:
 
 @pytest.mark.slow
 def test_without_our_config_the_nanny_sets_it(no_leaked_trim: None) -> None:
-    """The control: Dask's default really is what local_config() undoes."""
+    """The control: Dask's default really is what local_config() undoes, and with it every
+    buffer is faulted in again each time."""
     for client in _cluster({}):
         assert list(client.run(_trim_env).values()) == ["65536"]
+        (faults,) = client.run(_refaults).values()
+        assert faults > (REFAULT_TIMES - 1) * PAGES
 
 
 @pytest.mark.slow
@@ -171,9 +205,22 @@ import json, os, sys
 from pipeline import cluster
 from pipeline.config import RunOptions
 
+def refaults():
+    import resource, threading
+    def churn():
+        for _ in range(10):
+            buffer = bytearray(48 << 20)
+            del buffer
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    thread = threading.Thread(target=churn)
+    thread.start()
+    thread.join()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
 def facts():
     import sys
-    return {"parent": os.getppid(), "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+    return {"parent": os.getppid(), "refaults": refaults(), "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            "arenas": os.environ.get("MALLOC_ARENA_MAX"),
             "omp": os.environ.get("OMP_NUM_THREADS"), "warm": "pipeline.transform" in sys.modules}
 
 if __name__ == "__main__":
@@ -204,6 +251,13 @@ def test_cli_workers_are_forked_warm_from_a_server_with_the_nanny_environment(
     result = json.loads(done.stdout.splitlines()[-1])
     for facts in result["seen"] + result["again"]:
         assert facts["parent"] != result["me"]  # the fork server's child, not the Nanny's
-        assert facts == {**facts, "trim": None, "omp": "1", "warm": True}
+        assert facts == {
+            **facts,
+            "trim": tuning.MALLOC_ENVIRON[TRIM],
+            "arenas": "1",
+            "omp": "1",
+            "warm": True,
+        }
+        assert facts["refaults"] < 2 * PAGES  # glibc in the fork server read MALLOC_ENVIRON
     assert len({f["parent"] for f in result["seen"] + result["again"]}) == 1
     assert result["left"] is False
