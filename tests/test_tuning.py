@@ -219,7 +219,8 @@ def refaults():
 
 def facts():
     import sys
-    return {"parent": os.getppid(), "refaults": refaults(), "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+    return {"parent": os.getppid(), "refaults": refaults(),
+            "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
             "arenas": os.environ.get("MALLOC_ARENA_MAX"),
             "omp": os.environ.get("OMP_NUM_THREADS"), "warm": "pipeline.transform" in sys.modules}
 
