@@ -2,7 +2,9 @@
 
 `mount` adds a separate BokehTornado app serving PAGE_PATH to the scheduler's HTTP server
 (distributed's `RoutingApplication.add_application`), with the dashboard's template and theme.
-Only distributed, bokeh, tornado and our own by-value modules are imported here.
+Only distributed, bokeh, tornado and our own by-value modules are imported here, and bokeh only
+when a page or report is built: importing it costs ~0.4 s of CPU, which a run nobody watches
+should not pay (see `when_served`).
 """
 
 from __future__ import annotations
@@ -11,17 +13,16 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
-
-from bokeh.document import Document
-from bokeh.layouts import column, row
-from bokeh.models import ColumnDataSource, CustomJS, DataRange1d, FactorRange, HoverTool
-from bokeh.models.layouts import LayoutDOM
-from bokeh.models.widgets.markups import Div
-from bokeh.models.widgets.tables import DataTable, NumberFormatter, TableColumn
-from bokeh.plotting import figure
+from typing import TYPE_CHECKING, Any
 
 from pipeline import _throughput_view as view
+
+if TYPE_CHECKING:
+    from bokeh.document import Document
+    from bokeh.models import ColumnDataSource
+    from bokeh.models.layouts import LayoutDOM
+    from bokeh.models.widgets.tables import DataTable
+    from bokeh.plotting import figure
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ _DECIMALS = frozenset({"mb_read", "mb_written", "rate", "rate_per_core", "ms_per
 
 
 def _sources() -> dict[str, ColumnDataSource]:
+    from bokeh.models import ColumnDataSource
+
     return {
         "workers": ColumnDataSource(
             {"xs": [], "ys": [], "ys_core": [], "worker": [], "color": []}, name="tp-workers"
@@ -55,6 +58,9 @@ def _sources() -> dict[str, ColumnDataSource]:
 
 
 def _line_figure(sources: dict[str, ColumnDataSource], per_core: bool, title: str) -> figure:
+    from bokeh.models import DataRange1d, HoverTool
+    from bokeh.plotting import figure
+
     suffix = "_core" if per_core else ""
     fig = figure(
         title=title,
@@ -89,6 +95,9 @@ def _line_figure(sources: dict[str, ColumnDataSource], per_core: bool, title: st
 
 
 def _bar_figure(sources: dict[str, ColumnDataSource]) -> figure:
+    from bokeh.models import DataRange1d, FactorRange, HoverTool
+    from bokeh.plotting import figure
+
     title = f"Images/s per core, last {view.RECENT_BINS} bins"
     fig = figure(
         title=title,
@@ -105,6 +114,9 @@ def _bar_figure(sources: dict[str, ColumnDataSource]) -> figure:
 
 
 def _table(sources: dict[str, ColumnDataSource]) -> DataTable:
+    from bokeh.models import CustomJS
+    from bokeh.models.widgets.tables import DataTable, NumberFormatter, TableColumn
+
     columns = [
         TableColumn(field=c, title=_TITLES[c], width=240 if c == "worker" else 90)
         for c in view.TABLE_COLUMNS
@@ -135,6 +147,9 @@ for (const view of views.find(table)) {
 
 def build() -> tuple[LayoutDOM, dict[str, Any]]:
     """The page layout and the handles `fill` updates."""
+    from bokeh.layouts import column, row
+    from bokeh.models.widgets.markups import Div
+
     sources = _sources()
     handles: dict[str, Any] = dict(sources)
     handles["progress"] = Div(text=view.progress(None), sizing_mode="stretch_width")
@@ -197,6 +212,25 @@ def _dask_look(doc: Document, extra: dict[str, Any]) -> None:
         doc.theme = BOKEH_THEME
     except Exception:
         logger.info("Dask dashboard template unavailable; plain bokeh page", exc_info=True)
+
+
+def when_served(scheduler: Any, mount_page: Callable[[], None]) -> None:
+    """Call `mount_page` once the scheduler serves Dask's Bokeh pages, which the page joins.
+
+    That is now, or, where a stand-in holds the place of those pages until someone asks for one
+    (the pipeline's own local clusters: `pipeline.cluster._PagesOnDemand`), when it mounts them.
+    """
+    apps = getattr(getattr(scheduler, "http_application", None), "applications", [])
+    stand_in = next((app for app in apps if stands_in(app)), None)
+    if stand_in is None:
+        mount_page()
+    else:
+        stand_in.call_when_mounted(mount_page)
+
+
+def stands_in(app: Any) -> bool:
+    """Whether `app` holds the place of Dask's pages until they are first asked for."""
+    return callable(getattr(app, "call_when_mounted", None))
 
 
 def mount(scheduler: Any, get_run: Callable[[], dict[str, Any] | None]) -> Any:

@@ -5,7 +5,7 @@ thread), bound to 127.0.0.1, with a memory cap fit for image work and worker tun
 The CLI, which runs one cluster per process, first calls `prestart_local_workers`: the workers'
 modules are imported by a fork server while the CLI imports Dask and starts the scheduler, and
 each worker (and any restarted one) is then forked from it, warm. The scheduler's Bokeh pages
-are mounted only once the first images are on their way (`attach_dashboard`).
+are mounted when someone first asks for one (`attach_dashboard`).
 An existing scheduler is reached within `--connect-timeout`, with TLS from flags or Dask's own
 config; an unreachable one, or one without workers, is a UsageError (exit 2).
 """
@@ -13,14 +13,17 @@ config; an unreachable one, or one without workers, is a UsageError (exit 2).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pipeline import tuning
 from pipeline.config import RunOptions
 from pipeline.errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 #: What a local worker imports, done once in the fork server instead of in every worker:
 #: Dask's worker side, the CLI module a child re-imports as its main module, the image work.
@@ -194,26 +197,65 @@ _deferred_dashboards: set[str] = set()  # addresses of our local schedulers with
 
 
 def attach_dashboard(client: Any) -> None:
-    """Mount Dask's Bokeh dashboard on a local scheduler started by `connected`; else nothing.
+    """Serve Dask's Bokeh dashboard on a local scheduler started by `connected`; else nothing.
 
     A local scheduler starts with its HTTP server (health, metrics, and the link) but without
-    the Bokeh pages: importing them takes ~0.5 s of CPU, which would delay the workers' first
-    images. The runner calls this once the first images are on their way.
+    the Bokeh pages: importing bokeh and building them takes ~0.5 s of CPU, which a run on a
+    machine whose every core runs a worker would take from the images, watched or not. This
+    puts `_PagesOnDemand` in their place, which mounts them on the first request for a page.
     """
     address = getattr(getattr(client, "scheduler", None), "address", None)
     if address not in _deferred_dashboards:
         return
     _deferred_dashboards.discard(address)
     try:
-        # Imported here, in the scheduler's own process, rather than on its event loop.
-        import distributed.dashboard.scheduler  # noqa: F401
-
-        client.run_on_scheduler(_mount_bokeh_pages)
+        client.run_on_scheduler(_stand_in_for_pages)
     except Exception as exc:  # the run matters more than the pages: say so and go on
         print(f"pipeline: warning: Dask dashboard not available: {exc}", file=sys.stderr)
 
 
-def _mount_bokeh_pages(dask_scheduler: Any = None) -> None:
+def _stand_in_for_pages(dask_scheduler: Any = None) -> None:
+    http = dask_scheduler.http_application
+    if not any(isinstance(app, _PagesOnDemand) for app in http.applications):
+        http.add_application(_PagesOnDemand(dask_scheduler))
+
+
+class _PagesOnDemand:
+    """Holds the place of Dask's Bokeh pages in a scheduler's HTTP routing until one is asked for.
+
+    distributed's RoutingApplication asks each added application in turn for a handler of a
+    request its own routes do not serve (/health, /metrics and the like they do). The first such
+    request mounts the pages (on the scheduler's event loop, which it holds for ~0.5 s once),
+    then whatever waited for them (`call_when_mounted`: the throughput page), and is routed again.
+    """
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        self.mounted = False
+        self._waiting: list[Callable[[], None]] = []
+
+    def call_when_mounted(self, fn: Callable[[], None]) -> None:
+        if self.mounted:
+            fn()
+        else:
+            self._waiting.append(fn)
+
+    def find_handler(self, request: Any, **kwargs: Any) -> Any:
+        if self.mounted:
+            return None
+        self.mounted = True
+        try:
+            _mount_bokeh_pages(self.scheduler)
+        except Exception:  # the scheduler serves on without its pages
+            logger.exception("Could not mount the Dask dashboard")
+            return None
+        waiting, self._waiting = self._waiting, []
+        for fn in waiting:
+            fn()
+        return self.scheduler.http_application.find_handler(request, **kwargs)
+
+
+def _mount_bokeh_pages(dask_scheduler: Any) -> None:
     import distributed.dashboard.scheduler as pages
 
     apps = dask_scheduler.http_application.applications

@@ -38,17 +38,24 @@ class ThroughputPlugin(SchedulerPlugin):
         self._scheduler: Any = None
         self._app: Any = None
         self._metrics = False
+        self._closed = False
 
     async def start(self, scheduler: Any) -> None:
         self._scheduler = scheduler
         self._replay(scheduler)
         self._metrics = _throughput_metrics.attach(self.state)
+        _throughput_page.when_served(scheduler, self._mount_page)
+
+    def _mount_page(self) -> None:
+        if self._closed or self._app is not None:
+            return
         try:
-            self._app = _throughput_page.mount(scheduler, self._current_run)
+            self._app = _throughput_page.mount(self._scheduler, self._current_run)
         except Exception:  # no page is better than a scheduler that refuses the plugin
             logger.exception("Could not mount %s", _throughput_page.PAGE_PATH)
 
     async def close(self) -> None:
+        self._closed = True
         if self._metrics:
             _throughput_metrics.detach(self.state)
             self._metrics = False
@@ -100,8 +107,13 @@ def register(client: Any) -> str:
 
 
 def _page_is_served(dask_scheduler: Any = None) -> bool:
+    """Whether the page is served, or will be with Dask's pages on their first request."""
     apps = getattr(getattr(dask_scheduler, "http_application", None), "applications", [])
-    return any(_throughput_page.PAGE_PATH in getattr(app, "app_paths", ()) for app in apps)
+    return any(
+        _throughput_page.PAGE_PATH in getattr(app, "app_paths", ())
+        or (_throughput_page.stands_in(app) and not app.mounted)
+        for app in apps
+    )
 
 
 def page_url(client: Any) -> str:
