@@ -11,10 +11,10 @@ default 6.4 img/s; our local workers started without the variable 7.3 (+14%, pea
 264 -> 348-384 MiB); Pillow keeping 8 freed blocks instead 7.1 (304 MiB); both 7.45, within noise
 of the first but 406-419 MiB, over the 400 MiB budget. glibc's own dynamic thresholds still let
 memory go: buffers over 32 MiB (a progressive JPEG's coefficients, 2 bytes per pixel: 48 MiB of
-luma for a 24 MP photo) are always mmap'ed, and each image thread's arena is unmapped when it
-empties. So local workers start with MALLOC_ENVIRON: one arena that keeps up to 128 MiB of freed
-memory (see there); workers that have the Nanny's variable (a remote cluster's) get Pillow's
-block cache instead.
+luma for a 24 MP photo) are always mmap'ed, and the heaps of an image thread's arena are
+unmapped when they empty. So local workers start with MALLOC_ENVIRON: one arena that keeps up
+to 128 MiB of freed memory (see there); workers that have the Nanny's variable (a remote
+cluster's) get Pillow's block cache instead.
 Nothing here does any work at import time.
 """
 
