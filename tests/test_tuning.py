@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -205,24 +206,14 @@ import json, os, sys
 from pipeline import cluster
 from pipeline.config import RunOptions
 
-def refaults():
-    import resource, threading
-    def churn():
-        for _ in range(10):
-            buffer = bytearray(48 << 20)
-            del buffer
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    thread = threading.Thread(target=churn)
-    thread.start()
-    thread.join()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
+REFAULT_MIB, REFAULT_TIMES = {mib}, {times}
+{refaults}
 def facts():
     import sys
-    return {"parent": os.getppid(), "refaults": refaults(),
+    return {{"parent": os.getppid(), "refaults": _refaults(),
             "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
             "arenas": os.environ.get("MALLOC_ARENA_MAX"),
-            "omp": os.environ.get("OMP_NUM_THREADS"), "warm": "pipeline.transform" in sys.modules}
+            "omp": os.environ.get("OMP_NUM_THREADS"), "warm": "pipeline.transform" in sys.modules}}
 
 if __name__ == "__main__":
     cluster.prestart_local_workers()
@@ -230,8 +221,8 @@ if __name__ == "__main__":
         seen = list(client.run(facts).values())
         client.restart()  # every worker process replaced: forked again from the same server
         again = list(client.run(facts).values())
-    server_left = os.path.exists(f"/proc/{seen[0]['parent']}")  # reaped: not even a zombie
-    print(json.dumps({"me": os.getpid(), "seen": seen, "again": again, "left": server_left}))
+    server_left = os.path.exists(f"/proc/{{seen[0]['parent']}}")  # reaped: not even a zombie
+    print(json.dumps({{"me": os.getpid(), "seen": seen, "again": again, "left": server_left}}))
 """
 
 
@@ -243,7 +234,8 @@ def test_cli_workers_are_forked_warm_from_a_server_with_the_nanny_environment(
     imported (also after a restart), and the environment the Nanny gives a spawned worker; the
     server is gone once the cluster is."""
     script = tmp_path / "forked.py"
-    script.write_text(_FORKED_WORKERS)
+    source = inspect.getsource(_refaults)
+    script.write_text(_FORKED_WORKERS.format(mib=REFAULT_MIB, times=REFAULT_TIMES, refaults=source))
     env = {**os.environ, TRIM: "65536", "OMP_NUM_THREADS": "8"}
     done = subprocess.run(
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
