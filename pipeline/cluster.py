@@ -5,7 +5,7 @@ thread), bound to 127.0.0.1, with a memory cap fit for image work and worker tun
 The CLI, which runs one cluster per process, first calls `prestart_local_workers`: the workers'
 modules are imported by a fork server while the CLI imports Dask and starts the scheduler, and
 each worker (and any restarted one) is then forked from it, warm. The scheduler's Bokeh pages
-are mounted when someone first asks for one (`attach_dashboard`).
+are mounted when someone first asks for one (`_PagesOnDemand`).
 An existing scheduler is reached within `--connect-timeout`, with TLS from flags or Dask's own
 config; an unreachable one, or one without workers, is a UsageError (exit 2).
 """
@@ -180,7 +180,7 @@ def _local_client(opts: RunOptions) -> Iterator[Any]:
             processes=True,
             host="127.0.0.1",
             dashboard_address="127.0.0.1:8787",
-            # the Bokeh pages come later, from `attach_dashboard`: see there
+            # the Bokeh pages come on the first request for one: see `_pages_on_demand`
             scheduler_kwargs={"dashboard": False},
             memory_limit=_local_memory_limit(workers),
         ) as cluster,
@@ -188,26 +188,18 @@ def _local_client(opts: RunOptions) -> Iterator[Any]:
     ):
         if _prestarted:
             after.callback(_stop_fork_server)
-        _deferred_dashboards.add(cluster.scheduler_address)
-        after.callback(_deferred_dashboards.discard, cluster.scheduler_address)
+        _pages_on_demand(client)
         yield client
 
 
-_deferred_dashboards: set[str] = set()  # addresses of our local schedulers without their pages
+def _pages_on_demand(client: Any) -> None:
+    """Have the local scheduler mount Dask's Bokeh dashboard on the first request for a page.
 
-
-def attach_dashboard(client: Any) -> None:
-    """Serve Dask's Bokeh dashboard on a local scheduler started by `connected`; else nothing.
-
-    A local scheduler starts with its HTTP server (health, metrics, and the link) but without
-    the Bokeh pages: importing bokeh and building them takes ~0.5 s of CPU, which a run on a
-    machine whose every core runs a worker would take from the images, watched or not. This
-    puts `_PagesOnDemand` in their place, which mounts them on the first request for a page.
+    The scheduler starts with its HTTP server (health, metrics, and the link) but without the
+    Bokeh pages: importing bokeh and building them takes ~0.5 s of CPU, which a run on a machine
+    whose every core runs a worker would take from the images, watched or not. This puts
+    `_PagesOnDemand` in their place.
     """
-    address = getattr(getattr(client, "scheduler", None), "address", None)
-    if address not in _deferred_dashboards:
-        return
-    _deferred_dashboards.discard(address)
     try:
         client.run_on_scheduler(_stand_in_for_pages)
     except Exception as exc:  # the run matters more than the pages: say so and go on
@@ -215,9 +207,7 @@ def attach_dashboard(client: Any) -> None:
 
 
 def _stand_in_for_pages(dask_scheduler: Any = None) -> None:
-    http = dask_scheduler.http_application
-    if not any(isinstance(app, _PagesOnDemand) for app in http.applications):
-        http.add_application(_PagesOnDemand(dask_scheduler))
+    dask_scheduler.http_application.add_application(_PagesOnDemand(dask_scheduler))
 
 
 class _PagesOnDemand:

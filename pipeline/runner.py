@@ -26,7 +26,7 @@ from itertools import chain, islice
 from typing import Any
 
 from pipeline import tuning
-from pipeline.cluster import attach_dashboard, connected
+from pipeline.cluster import connected
 from pipeline.config import RunOptions
 from pipeline.discover import Job, iter_jobs
 from pipeline.events import RUN_TOPIC
@@ -300,8 +300,7 @@ class _Once:
 
 
 def _show_pages(client: Any, report: RunReport, on_connect: Callable[[Any], None] | None) -> None:
-    """Dask's dashboard (on a local cluster) and the throughput page; then `on_connect`."""
-    attach_dashboard(client)
+    """The throughput page; then `on_connect`."""
     report.throughput_link = _register_dashboard(client)
     if on_connect is not None:
         on_connect(client)
