@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.storage import Store, local_identity
@@ -31,6 +31,7 @@ class Job:
     input: str
     output: str
     note: str | None = None  # why the output name differs from the plain `<stem>.jpg`
+    size: int = field(default=0, compare=False)  # bytes when listed (0: unknown)
 
 
 def is_candidate(name: str) -> bool:
@@ -86,7 +87,8 @@ def iter_jobs(
     pending = [""]
     while pending:
         rel = pending.pop()
-        files, dirs = [], []
+        files: dict[str, int] = {}
+        dirs: list[str] = []
         for entry in source.list_folder(rel):
             if entry.name.startswith("."):
                 continue
@@ -94,9 +96,9 @@ def iter_jobs(
                 if not is_output(_join(rel, entry.name)):
                     dirs.append(entry.name)
             elif is_candidate(entry.name):
-                files.append(entry.name)
+                files[entry.name] = entry.size
         for name, (out, note) in output_names(files, reserved=dirs).items():
-            yield Job(input=_join(rel, name), output=_join(rel, out), note=note)
+            yield Job(_join(rel, name), _join(rel, out), note, files[name])
         pending.extend(_join(rel, d) for d in sorted(dirs, reverse=True))
 
 

@@ -254,10 +254,11 @@ def _partitions(jobs: Iterator[Job], threads: int) -> Iterator[list[Job]]:
     """Group jobs into partitions by guided self-scheduling.
 
     While discovery still has more than LOOKAHEAD inputs ahead, a partition is MAX_PARTITION
-    images. Once the rest of the input is known, each partition takes 1/(threads x
-    PARTITIONS_PER_THREAD) of what is left, so the sizes shrink to single images at the very
-    end: no worker idles while another finishes a long partition, for a run of 200 images as
-    for the tail of a run of millions.
+    images. Once the rest of the input is known, it is put in order of file size, largest
+    first, and each partition takes 1/(threads x PARTITIONS_PER_THREAD) of what is left, so
+    the sizes shrink to single images at the very end, and those are the smallest files: no
+    worker idles while another finishes a long partition or one big image, for a run of 200
+    images as for the tail of a run of millions.
     """
     ahead: deque[Job] = deque()
     more = True
@@ -267,6 +268,8 @@ def _partitions(jobs: Iterator[Job], threads: int) -> Iterator[list[Job]]:
             before = len(ahead)
             ahead.extend(islice(jobs, want))
             more = len(ahead) - before == want
+            if not more:  # the rest is known: longest first (sorted is stable: ties keep order)
+                ahead = deque(sorted(ahead, key=lambda job: -job.size))
         if not ahead:
             return
         share = math.ceil(len(ahead) / (threads * PARTITIONS_PER_THREAD))

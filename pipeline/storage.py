@@ -40,10 +40,11 @@ def as_location(text: str | Path) -> str | Path:
 
 @dataclass(frozen=True)
 class Entry:
-    """One listed name: a file (with its size) or a folder."""
+    """One listed name: a file (with its size in bytes, 0 if unknown) or a folder."""
 
     name: str
     is_dir: bool
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,13 @@ class Store:
         """The entries of one folder (not recursive)."""
         if not self.remote:
             with os.scandir(self.url(rel)) as entries:
-                return [
-                    Entry(e.name, e.is_dir(follow_symlinks=False))
-                    for e in entries
-                    if _local_kind(e)
-                ]
+                return [_local_entry(e) for e in entries if _local_kind(e)]
         found = []
         for info in _fs(self.root).ls(self.url(rel), detail=True):
             name = info["name"].rstrip("/").rsplit("/", 1)[-1]
             if name:
-                found.append(Entry(name, info.get("type") == "directory"))
+                is_dir = info.get("type") == "directory"
+                found.append(Entry(name, is_dir, 0 if is_dir else int(info.get("size") or 0)))
         return found
 
     def identity(self, rel: str) -> tuple[int, str]:
@@ -189,6 +187,16 @@ def _local_kind(entry: os.DirEntry[str]) -> bool:
     with contextlib.suppress(OSError):
         return entry.is_dir(follow_symlinks=False) or entry.is_file()
     return False
+
+
+def _local_entry(entry: os.DirEntry[str]) -> Entry:
+    if entry.is_dir(follow_symlinks=False):
+        return Entry(entry.name, True)
+    try:
+        size = entry.stat().st_size  # one stat per file, following links; cached by the entry
+    except OSError:
+        size = 0
+    return Entry(entry.name, False, size)
 
 
 def _put_options(root: str, metadata: dict[str, str]) -> dict[str, Any]:

@@ -109,6 +109,18 @@ def test_symlinked_folders_are_not_followed(tmp_path: Path) -> None:
     assert jobs(tmp_path) == {"real/a.jpg": "real/a.jpg"}
 
 
+def test_jobs_carry_the_file_size_through_links_too(tmp_path: Path) -> None:
+    (tmp_path / "big.jpg").write_bytes(b"x" * 5000)
+    (tmp_path / "small.png").write_bytes(b"x" * 30)
+    os.symlink(tmp_path / "big.jpg", tmp_path / "link.jpg")
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "dangling.jpg")  # not a file: skipped
+    assert {job.input: job.size for job in iter_jobs(tmp_path)} == {
+        "big.jpg": 5000,
+        "link.jpg": 5000,
+        "small.png": 30,
+    }
+
+
 def test_discovery_is_lazy(tmp_path: Path) -> None:
     touch(tmp_path, "a/1.jpg", "b/2.jpg")
     stream = iter_jobs(tmp_path)

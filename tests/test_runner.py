@@ -39,6 +39,32 @@ def test_a_long_stream_gets_full_partitions_without_being_read_to_the_end() -> N
     assert [len(part) for part in first] == [runner.MAX_PARTITION] * 3
 
 
+def _sized(sizes: list[int]) -> Iterator[Job]:
+    return (Job(f"{i}.png", f"{i}.jpg", size=size) for i, size in enumerate(sizes))
+
+
+def test_once_the_rest_is_known_the_largest_files_go_first() -> None:
+    """The last, single-image partitions are the smallest files: no long tail on one worker."""
+    sizes = [(i * 7919) % 1000 for i in range(200)]  # a fixed shuffle of 0..999, with ties
+    parts = list(runner._partitions(_sized(sizes), 2))
+    done = [job for part in parts for job in part]
+    assert [job.size for job in done] == sorted(sizes, reverse=True)
+    ties = [job.input for job in done if job.size == done[0].size]
+    assert ties == sorted(ties, key=lambda name: int(name.split(".")[0]))  # discovery order
+    assert [len(part) for part in parts][-4:] == [1, 1, 1, 1]
+    assert [job.size for job in parts[-1]] == [min(sizes)]
+
+
+def test_a_long_stream_is_started_in_discovery_order_and_only_its_tail_sorted() -> None:
+    n = runner.LOOKAHEAD + runner.MAX_PARTITION + 1  # two full reads, then the end is seen
+    sizes = [i % 10 for i in range(n)]  # the largest at every tenth place
+    parts = list(runner._partitions(_sized(sizes), 2))
+    streamed = [job.input for part in parts[:2] for job in part]
+    assert streamed == [f"{i}.png" for i in range(2 * runner.MAX_PARTITION)]
+    tail = [job.size for part in parts[2:] for job in part]
+    assert tail == sorted(sizes[2 * runner.MAX_PARTITION :], reverse=True)
+
+
 def test_the_tail_of_a_long_stream_shrinks_too() -> None:
     n = runner.LOOKAHEAD * 3 + 17
     sizes = [len(part) for part in runner._partitions(_jobs(n), 4)]

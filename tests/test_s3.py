@@ -223,3 +223,25 @@ def test_output_inside_the_input_prefix_is_refused(s3: S3) -> None:
                      "s3://photos-in/shoot/web", env=s3.env)  # fmt: skip
     assert result.code == 2
     assert "must not be inside the input" in result.stderr
+
+
+def test_listing_an_s3_prefix_gives_the_object_sizes(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sizes that put the largest images first come from the listing, with no extra call."""
+    import s3fs
+
+    from pipeline import storage
+    from pipeline.discover import iter_jobs
+
+    upload_inputs(s3, "sized", tmp_path)
+    for name, value in s3.env.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    storage._fs.cache_clear()
+    try:
+        sizes = {job.input: job.size for job in iter_jobs("s3://sized/shoot")}
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        storage._fs.cache_clear()
+    assert sizes == {name: (tmp_path / "src" / name).stat().st_size for name in INPUTS}
