@@ -10,7 +10,9 @@ cluster start included), CPU time of the whole process tree, and the peak RSS (V
 worker process. Each round runs every runner once, the pipeline next to libvips and the bare pool
 (pipeline, vips, pool, seed; the next round in reverse order, and so on), so that the slow drift
 of a shared machine's speed (10-20% over minutes here) cancels out of the pairs compared; the
-table gives medians over rounds, and the ratios are medians of per-round ratios.
+table gives medians over rounds, and the ratios are medians of per-round ratios. 1 worker vs N
+is measured in sandwiches (N, 1, N, ...: each 1-worker run against the mean of its neighbours),
+for the pipeline and for libvips' pool, with the CPU time the hypervisor took meanwhile (steal).
 
 Runners: `pipeline` = `python -m pipeline run --workers N`; `pool` = the same per-image work
 (pipeline.task) in a bare ProcessPoolExecutor (what Dask costs); `seed` = the original script's
@@ -57,6 +59,8 @@ class Run:
     megapixels: float
     ok: bool = True
     note: str = ""
+    steal: float = 0.0  # core-seconds the hypervisor gave to other guests during the run
+    idle: float = 0.0  # core-seconds no process of this machine used during the run
 
     @property
     def rate(self) -> float:
@@ -143,11 +147,24 @@ def _vm_hwm_mib(pid: int) -> float:
     return 0.0
 
 
+def _cpu_ticks() -> tuple[float, float]:
+    """Machine-wide (idle, steal) core-seconds since boot, from /proc/stat; zeros elsewhere."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return 0.0, 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    return int(fields[4]) / hz, (int(fields[8]) if len(fields) > 8 else 0) / hz
+
+
 def measure(impl: str, cmd: list[str], images: int, mp: float) -> Run:
-    """Run `cmd`; wall time, CPU of the process tree, max VmHWM of any child of the root."""
+    """Run `cmd`; wall time, CPU of the process tree, max VmHWM of any child of the root,
+    and the machine's idle and stolen core-seconds meanwhile."""
     import psutil
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    idle_before, steal_before = _cpu_ticks()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peaks: dict[int, float] = {}
@@ -162,11 +179,14 @@ def measure(impl: str, cmd: list[str], images: int, mp: float) -> Run:
     seconds = time.perf_counter() - start
     _, err = proc.communicate()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    idle_after, steal_after = _cpu_ticks()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     note = "" if proc.returncode == 0 else err.decode(errors="replace").strip()[-300:]
     # workers are the big children; tiny helpers (multiprocessing's resource tracker) are not
     worker_peak = max((v for v in peaks.values() if v > 40), default=0.0)
-    return Run(impl, images, seconds, cpu, worker_peak, mp, proc.returncode == 0, note)
+    ok = proc.returncode == 0
+    steal, idle = steal_after - steal_before, idle_after - idle_before
+    return Run(impl, images, seconds, cpu, worker_peak, mp, ok, note, steal, idle)
 
 
 def command(impl: str, inp: Path, out: Path, workers: int) -> list[str]:
@@ -333,16 +353,20 @@ def main() -> None:
             scaling[f"{n} images, {workers} workers"] = run_once(
                 "pipeline", folder, scratch, workers, n, base_mp * n / len(base)
             )
-        # 1 vs N workers side by side (adjacent runs, order alternated): this machine's speed
-        # drifts by 10-20% over minutes, so runs far apart do not compare
-        worker_pairs: list[dict[int, Run]] = []
-        for i in range(1 if quick else 2):
-            order = (1, workers) if i % 2 == 0 else (workers, 1)
-            worker_pairs.append(
-                {w: run_once("pipeline", base_dir, scratch, w, len(base), base_mp) for w in order}
-            )
-        scaling[f"{len(base)} images, 1 worker"] = worker_pairs[-1][1]
-        scaling[f"{len(base)} images, {workers} workers"] = worker_pairs[-1][workers]
+        # 1 vs N workers: this machine's speed drifts by 10-40% over minutes (other guests take
+        # CPU: see the steal figures), so each 1-worker run is compared with the mean of the
+        # N-worker runs just before and just after it (N, 1, N, 1, N), which cancels a steady
+        # drift; libvips' own pool is measured the same way (N, 1, N), as what the machine allows
+        sandwiches = {"pipeline": 1 if quick else 2, **({"vips": 1} if "vips" in impls else {})}
+        worker_runs: dict[str, list[Run]] = {}
+        for impl, ones in sandwiches.items():
+            sequence = [workers, *[w for _ in range(ones) for w in (1, workers)]]
+            worker_runs[impl] = [
+                run_once(impl, base_dir, scratch, w, len(base), base_mp) for w in sequence
+            ]
+        pipeline_runs = worker_runs["pipeline"]
+        scaling[f"{len(base)} images, 1 worker"] = pipeline_runs[-2]
+        scaling[f"{len(base)} images, {workers} workers"] = pipeline_runs[-1]
     elapsed = time.perf_counter() - started
     report(
         info,
@@ -354,11 +378,23 @@ def main() -> None:
         quality,
         cost_pairs,
         scaling,
-        worker_pairs,
+        worker_runs,
         workers,
         quick,
         elapsed,
     )
+
+
+def speedups(runs: list[Run]) -> list[float]:
+    """For runs N, 1, N, 1, N, ...: each 1-worker run's time over the mean of its neighbours'."""
+    return [
+        runs[i].seconds / ((runs[i - 1].seconds + runs[i + 1].seconds) / 2)
+        for i in range(1, len(runs) - 1, 2)
+    ]
+
+
+def _core_seconds(runs: list[Run]) -> float:
+    return sum(r.seconds for r in runs) * (os.cpu_count() or 1)
 
 
 def report(
@@ -371,7 +407,7 @@ def report(
     quality: dict[str, Any],
     cost_pairs: list[dict[str, Run]],
     scaling: dict[str, Run],
-    worker_pairs: list[dict[int, Run]],
+    worker_runs: dict[str, list[Run]],
     workers: int,
     quick: bool,
     elapsed: float,
@@ -412,12 +448,22 @@ def report(
             f"| {label} | {run.seconds:.1f} | {1000 * run.seconds / run.images:.0f} "
             f"| {run.rate:.2f} |"
         )
-    speedups = [pair[workers].rate / pair[1].rate for pair in worker_pairs]
+    lines += ["", f"{workers} workers vs 1, each 1-worker run against the mean of the "
+              f"{workers}-worker runs just before and after it:"]  # fmt: skip
+    for impl, runs in worker_runs.items():
+        ratios = speedups(runs)
+        stolen = sum(r.steal for r in runs) / _core_seconds(runs)
+        many = runs[0::2]  # the N-worker runs
+        idle = sum(r.idle for r in many) / _core_seconds(many)
+        lines.append(
+            f"- {impl}: "
+            + ", ".join(f"{x:.2f}x" for x in ratios)
+            + f" (median {statistics.median(ratios):.2f}x); the hypervisor took "
+            f"{100 * stolen:.0f}% of the machine's CPU time during these runs, and "
+            f"{100 * idle:.1f}% stayed idle during the {workers}-worker runs"
+        )
     lines += [
         "",
-        f"{workers} workers vs 1, side by side: "
-        + ", ".join(f"{x:.2f}x" for x in speedups)
-        + f" (median {statistics.median(speedups):.2f}x). "
         f"Peak RSS per worker (max over all pipeline runs): "
         f"{max(r.worker_peak_mib for r in rows['pipeline'].runs):.0f} MiB. "
         f"Bench time {elapsed / 60:.1f} min.",
@@ -433,7 +479,7 @@ def report(
         "quality": quality,
         "dask_cost": [{k: asdict(v) for k, v in p.items()} for p in cost_pairs],
         "scaling": {k: asdict(v) for k, v in scaling.items()},
-        "workers_vs_1": [{str(k): asdict(v) for k, v in p.items()} for p in worker_pairs],
+        "workers_vs_1": {k: [asdict(r) for r in runs] for k, runs in worker_runs.items()},
     }
     (RESULTS / "bench.json").write_text(json.dumps(data, indent=1))
     from chart import draw  # benchmarks/ is on sys.path when run as a script
