@@ -10,9 +10,10 @@ cluster start included), CPU time of the whole process tree, and the peak RSS (V
 worker process. Each round runs every runner once, the pipeline next to libvips and the bare pool
 (pipeline, vips, pool, seed; the next round in reverse order, and so on), so that the slow drift
 of a shared machine's speed (10-20% over minutes here) cancels out of the pairs compared; the
-table gives medians over rounds, and the ratios are medians of per-round ratios. 1 worker vs N
-is measured in sandwiches (N, 1, N, ...: each 1-worker run against the mean of its neighbours),
-for the pipeline and for libvips' pool, with the CPU time the hypervisor took meanwhile (steal).
+table gives medians over rounds, and the ratios are medians of per-round ratios. Dask's cost
+(pipeline vs pool) and 1 worker vs N are measured as alternating sequences (A, B, A, B, ...),
+each run after the first and before the last compared with the mean of its two neighbours,
+which cancels a steady drift; with the CPU time the hypervisor took meanwhile (steal).
 
 Runners: `pipeline` = `python -m pipeline run --workers N`; `pool` = the same per-image work
 (pipeline.task) in a bare ProcessPoolExecutor (what Dask costs); `seed` = the original script's
@@ -339,11 +340,10 @@ def main() -> None:
         cost_dir = linked_set(base, n_cost, scratch / f"n{n_cost}")
         cost_mp = base_mp * n_cost / len(base)
         print(f"2. Dask's cost on {n_cost} images:")
-        cost_pairs = []
-        for i in range(1 if quick else 2):
-            order = ["pipeline", "pool"] if i % 2 == 0 else ["pool", "pipeline"]
-            pair = {n: run_once(n, cost_dir, scratch, workers, n_cost, cost_mp) for n in order}
-            cost_pairs.append(pair)
+        cost_runs = [
+            run_once(n, cost_dir, scratch, workers, n_cost, cost_mp)
+            for n in ["pipeline", "pool", "pipeline", "pool"][: 3 if quick else 4]
+        ]
         # 3. scaling: images (time per image) and workers
         small, large = (20, 120) if quick else (50, 1000)
         print(f"3. scaling: {small} vs {large} images, 1 vs {workers} workers:")
@@ -353,10 +353,9 @@ def main() -> None:
             scaling[f"{n} images, {workers} workers"] = run_once(
                 "pipeline", folder, scratch, workers, n, base_mp * n / len(base)
             )
-        # 1 vs N workers: this machine's speed drifts by 10-40% over minutes (other guests take
-        # CPU: see the steal figures), so each 1-worker run is compared with the mean of the
-        # N-worker runs just before and just after it (N, 1, N, 1, N), which cancels a steady
-        # drift; libvips' own pool is measured the same way (N, 1, N), as what the machine allows
+        # 1 vs N workers, alternating (N, 1, N, 1, N): this machine's speed drifts by 10-40% over
+        # minutes, see `drift_free_ratios`; libvips' own pool is measured the same way (N, 1, N),
+        # as what the machine allows
         sandwiches = {"pipeline": 1 if quick else 2, **({"vips": 1} if "vips" in impls else {})}
         worker_runs: dict[str, list[Run]] = {}
         for impl, ones in sandwiches.items():
@@ -376,7 +375,7 @@ def main() -> None:
         rows,
         rounds,
         quality,
-        cost_pairs,
+        cost_runs,
         scaling,
         worker_runs,
         workers,
@@ -385,12 +384,18 @@ def main() -> None:
     )
 
 
-def speedups(runs: list[Run]) -> list[float]:
-    """For runs N, 1, N, 1, N, ...: each 1-worker run's time over the mean of its neighbours'."""
-    return [
-        runs[i].seconds / ((runs[i - 1].seconds + runs[i + 1].seconds) / 2)
-        for i in range(1, len(runs) - 1, 2)
-    ]
+def drift_free_ratios(runs: list[Run]) -> list[float]:
+    """time(B) / time(A) for runs alternating A, B, A, B, ...: one ratio per inner run.
+
+    Each run after the first and before the last is compared with the mean of its two
+    neighbours (which are of the other kind), so a steady drift of the machine's speed over
+    the sequence cancels out; adjacent pairs alone would carry half of it into every ratio.
+    """
+    ratios = []
+    for i in range(1, len(runs) - 1):
+        around = (runs[i - 1].seconds + runs[i + 1].seconds) / 2
+        ratios.append(runs[i].seconds / around if i % 2 else around / runs[i].seconds)
+    return ratios
 
 
 def _core_seconds(runs: list[Run]) -> float:
@@ -405,15 +410,15 @@ def report(
     rows: dict[str, Row],
     rounds: list[dict[str, Run]],
     quality: dict[str, Any],
-    cost_pairs: list[dict[str, Run]],
+    cost_runs: list[Run],
     scaling: dict[str, Run],
     worker_runs: dict[str, list[Run]],
     workers: int,
     quick: bool,
     elapsed: float,
 ) -> None:
-    cost = statistics.median(p["pipeline"].seconds / p["pool"].seconds - 1 for p in cost_pairs)
-    n_cost = cost_pairs[0]["pipeline"].images
+    costs = [1 / ratio - 1 for ratio in drift_free_ratios(cost_runs)]  # pipeline over pool
+    n_cost = cost_runs[0].images
     machine_line = (
         f"{info['cpu']}, {info['cores']} cores; Python {info['python']}, Pillow {info['pillow']} "
         f"(libjpeg-turbo {info['libjpeg-turbo']}), dask/distributed {info['dask']}"
@@ -434,10 +439,11 @@ def report(
         f"{quality.get('below_32_db')} below 32 dB.",
         "",
         f"Dask's cost: the pipeline CLI vs the same per-image work in a bare process pool on "
-        f"{n_cost} images: {100 * cost:+.1f}% wall time ("
-        + ", ".join(
-            f"{p['pipeline'].seconds:.1f} s vs {p['pool'].seconds:.1f} s" for p in cost_pairs
-        )
+        f"{n_cost} images, alternating: {100 * statistics.median(costs):+.1f}% wall time "
+        f"(median of "
+        + ", ".join(f"{100 * c:+.1f}%" for c in costs)
+        + "; runs "
+        + ", ".join(f"{r.impl} {r.seconds:.1f} s" for r in cost_runs)
         + ").",
         "",
         "| scaling run | wall s | ms/image (wall) | img/s |",
@@ -448,10 +454,10 @@ def report(
             f"| {label} | {run.seconds:.1f} | {1000 * run.seconds / run.images:.0f} "
             f"| {run.rate:.2f} |"
         )
-    lines += ["", f"{workers} workers vs 1, each 1-worker run against the mean of the "
-              f"{workers}-worker runs just before and after it:"]  # fmt: skip
+    lines += ["", f"{workers} workers vs 1, alternating runs, each inner run against the mean of "
+              "its neighbours:"]  # fmt: skip
     for impl, runs in worker_runs.items():
-        ratios = speedups(runs)
+        ratios = drift_free_ratios(runs)
         stolen = sum(r.steal for r in runs) / _core_seconds(runs)
         many = runs[0::2]  # the N-worker runs
         idle = sum(r.idle for r in many) / _core_seconds(many)
@@ -477,7 +483,7 @@ def report(
         "quick": quick,
         "rounds": [{k: asdict(v) for k, v in r.items()} for r in rounds],
         "quality": quality,
-        "dask_cost": [{k: asdict(v) for k, v in p.items()} for p in cost_pairs],
+        "dask_cost": [asdict(r) for r in cost_runs],
         "scaling": {k: asdict(v) for k, v in scaling.items()},
         "workers_vs_1": {k: [asdict(r) for r in runs] for k, runs in worker_runs.items()},
     }
