@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from io import BytesIO
@@ -163,3 +164,37 @@ def test_samples_command_writes_a_realistic_mix(tmp_path: Path) -> None:
         with Image.open(tmp_path / "s" / name) as im:
             oriented += im.getexif().get(0x0112, 1) != 1
     assert oriented >= 4
+
+
+def test_no_process_of_a_run_outlives_it(tree: Path, tmp_path: Path) -> None:
+    """The scheduler, the workers and the fork server they come from all end with the command.
+
+    The command runs in a session of its own, which every process it starts inherits; once it
+    has exited, no process of that session may be left (not even a zombie nobody reaps).
+    """
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    argv = [sys.executable, "-m", "pipeline", "run", "--input", str(tree),
+            "--output", str(tmp_path / "out"), "--workers", "2", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.PIPE)
+    session = proc.pid
+    seen: set[int] = set()
+    while proc.poll() is None:  # the run's processes, while it runs
+        for p in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if p.pid != session and os.getsid(p.pid) == session:
+                    seen.add(p.pid)
+        time.sleep(0.05)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert len(seen) >= 3  # at least the fork server and two workers
+    left = []
+    for p in psutil.process_iter(["pid", "ppid", "status", "cmdline"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getsid(p.pid) == session:
+                left.append(p.info)
+    assert left == []
