@@ -14,10 +14,12 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pipeline.config import RunOptions
-from pipeline.task import Record
+
+if TYPE_CHECKING:  # the CLI imports this module before it starts the workers' fork server
+    from pipeline.task import Record
 
 STATUSES = ("ok", "skipped", "failed")
 MAX_FAILURES_KEPT = 10_000  # in memory when records are spooled; the JSON report has them all
