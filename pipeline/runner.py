@@ -1,10 +1,11 @@
 """Run the jobs on Dask: connect or create a cluster, submit bags in waves, stream results.
 
 Discovery is streamed into partitions (guided self-scheduling: large while discovery is far
-ahead, shrinking to single images at the end); each is submitted as a one-partition `dask.bag`
-with a falling priority, a few per worker thread in flight, so the graph stays small however
-many inputs there are, the first images start while discovery goes on, and partitions run in
-the order they were formed. Results come back per partition and are folded into the report.
+ahead, then largest files first, shrinking to single images at the end); each is submitted as
+a one-partition `dask.bag` with a falling priority, a few per worker thread in flight, so the
+graph stays small however many inputs there are, the first images start while discovery goes
+on, and partitions run in the order they were formed. Results come back per partition and
+are folded into the report.
 
 A partition whose worker died too often (`KilledWorker`: an image that crashes its process
 every time) is split into one-image partitions, so only the guilty image is lost, and it is
