@@ -269,7 +269,7 @@ def _partitions(jobs: Iterator[Job], threads: int) -> Iterator[list[Job]]:
             before = len(ahead)
             ahead.extend(islice(jobs, want))
             more = len(ahead) - before == want
-            if not more:  # the rest is known: longest first (sorted is stable: ties keep order)
+            if not more:  # the rest is known: largest first (sorted is stable: ties keep order)
                 ahead = deque(sorted(ahead, key=lambda job: -job.size))
         if not ahead:
             return

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import time
 from io import BytesIO
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import run_cli
 from PIL import Image
@@ -172,12 +176,6 @@ def test_no_process_of_a_run_outlives_it(tree: Path, tmp_path: Path) -> None:
     The command runs in a session of its own, which every process it starts inherits; once it
     has exited, no process of that session may be left (not even a zombie nobody reaps).
     """
-    import os
-    import subprocess
-    import sys
-
-    import psutil
-
     argv = [sys.executable, "-m", "pipeline", "run", "--input", str(tree),
             "--output", str(tmp_path / "out"), "--workers", "2", "--quiet"]  # fmt: skip
     proc = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.PIPE)

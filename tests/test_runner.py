@@ -45,12 +45,12 @@ def _sized(sizes: list[int]) -> Iterator[Job]:
 
 def test_once_the_rest_is_known_the_largest_files_go_first() -> None:
     """The last, single-image partitions are the smallest files: no long tail on one worker."""
-    sizes = [(i * 7919) % 1000 for i in range(200)]  # a fixed shuffle of 0..999, with ties
+    sizes = [(i * 7919) % 100 for i in range(200)]  # a fixed shuffle of 0..99, each twice
     parts = list(runner._partitions(_sized(sizes), 2))
     done = [job for part in parts for job in part]
     assert [job.size for job in done] == sorted(sizes, reverse=True)
     ties = [job.input for job in done if job.size == done[0].size]
-    assert ties == sorted(ties, key=lambda name: int(name.split(".")[0]))  # discovery order
+    assert ties == ["21.png", "121.png"]  # the two of size 99, in discovery order
     assert [len(part) for part in parts][-4:] == [1, 1, 1, 1]
     assert [job.size for job in parts[-1]] == [min(sizes)]
 
