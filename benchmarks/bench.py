@@ -9,7 +9,7 @@ Every run is a fresh process measured from outside: wall time (interpreter start
 cluster start included), CPU time of the whole process tree, and the peak RSS (VmHWM) of each
 worker process. Each round runs every runner once, the pipeline next to libvips and the bare pool
 (pipeline, vips, pool, seed; the next round in reverse order, and so on), so that the slow drift
-of a shared machine's speed (10-20% over minutes here) cancels out of the pairs compared; the
+of a shared machine's speed (10-40% over minutes here) cancels out of the pairs compared; the
 table gives medians over rounds, and the ratios are medians of per-round ratios. Dask's cost
 (pipeline vs pool) and 1 worker vs N are measured as alternating sequences (A, B, A, B, ...),
 each run after the first and before the last compared with the mean of its two neighbours,
