@@ -23,6 +23,7 @@ from pipeline import config
 from pipeline.config import RunOptions, Settings, TLSFiles
 from pipeline.errors import UsageError
 from pipeline.report import RunReport
+from pipeline.safety import shown
 from pipeline.storage import as_location
 
 T = TypeVar("T")
@@ -81,6 +82,12 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add("--performance-report", type=Path, metavar="HTML", help="save Dask's performance report")
     add("--keep-alive", action="store_true", help="keep the local cluster's dashboard up after")
     add("--quiet", action="store_true", help="no progress bar or summary on the terminal")
+    # safety
+    add(
+        "--follow-symlinks",
+        action="store_true",
+        help="also read input links that lead outside the input folder",
+    )
 
 
 def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
@@ -109,6 +116,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
         connect_timeout=_pick(args.connect_timeout, None, config.DEFAULT_CONNECT_TIMEOUT),
         tls=_tls(args),
         performance_report=args.performance_report,
+        follow_symlinks=args.follow_symlinks,
     )
 
 
@@ -121,7 +129,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         after = _After(args.throughput_report, keep_alive=args.keep_alive, quiet=args.quiet)
         return _run(resolve(args, env), quiet=args.quiet, after=after)
     except UsageError as exc:
-        print(f"pipeline: error: {exc}", file=sys.stderr)
+        print(f"pipeline: error: {shown(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # before the run started (e.g. while the cluster came up)
         print("pipeline: interrupted", file=sys.stderr)
@@ -190,7 +198,7 @@ class _After:
 
 def _print_outcome(report: RunReport, *, quiet: bool) -> None:
     for row in report.failures[:20]:
-        print(f"failed: {row['input']}: {row['error']}", file=sys.stderr)
+        print(f"failed: {shown(row['input'])}: {shown(str(row['error']))}", file=sys.stderr)
     if len(report.failures) > 20:
         print(f"... and {len(report.failures) - 20} more failed inputs", file=sys.stderr)
     if not quiet:

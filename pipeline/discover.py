@@ -7,21 +7,30 @@ order and the same output names, whatever order the file system lists them in.
 Naming rule: `sub/a.png` -> `sub/a.jpg`. When two inputs in a folder share a stem (`a.png` and
 `a.jpg`, or `a.jpg` and `a.JPG`), each of them is named after its full file name instead
 (`a.png.jpg`, `a.jpg.jpg`), and any name still taken gets `-2`, `-3`... Names are compared
-case-insensitively, so outputs stay distinct on case-insensitive file systems too.
+case-insensitively and after Unicode NFC normalisation, so outputs stay distinct on file
+systems that fold case or normalise names (macOS, Windows). A name that would pass the file
+system's limit of 255 bytes is shortened, with a hash of the full name to keep it unique.
+
+Symbolic links: links to files are listed (a worker refuses to read one that leads outside
+the input folder, unless `--follow-symlinks`); links to folders are never entered, since a
+link can lead back to its own parent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.safety import nfc_key
 from pipeline.storage import Store, local_identity
 
 #: The input extensions, compared in lower case.
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 OUTPUT_SUFFIX = ".jpg"
+NAME_MAX = 255  # bytes in one file name on common file systems (ext4, XFS, APFS, NTFS in UTF-16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +63,20 @@ def output_names(
     groups: dict[str, list[str]] = {}
     for name in ordered:
         groups.setdefault(_stem(name), []).append(name)
-    taken = {r.lower() for r in reserved}
+    taken = {nfc_key(r) for r in reserved}
     chosen: dict[str, tuple[str, str | None]] = {}
     for name in ordered:
-        plain = os.path.splitext(name)[0] + OUTPUT_SUFFIX
-        if len(groups[_stem(name)]) == 1 and plain.lower() not in taken:
+        plain = _fit(os.path.splitext(name)[0] + OUTPUT_SUFFIX)
+        if len(groups[_stem(name)]) == 1 and nfc_key(plain) not in taken:
             chosen[name] = (plain, None)
-            taken.add(plain.lower())
+            taken.add(nfc_key(plain))
     for name in ordered:
         if name in chosen:
             continue
         others = [n for n in groups[_stem(name)] if n != name]
         base = name + OUTPUT_SUFFIX if others else os.path.splitext(name)[0] + OUTPUT_SUFFIX
-        out = _unique(base, taken)
-        taken.add(out.lower())
+        out = _unique(_fit(base), taken)
+        taken.add(nfc_key(out))
         note = f"renamed: stem shared with {', '.join(others)}" if others else "renamed: name taken"
         chosen[name] = (out, note)
     return {name: chosen[name] for name in ordered}
@@ -80,7 +89,8 @@ def iter_jobs(
 
     The output folder is not entered when it lies inside the input (compared by identity for
     local folders, by prefix for URLs), and neither are hidden folders or symbolic links to
-    folders (which could loop).
+    folders (which could loop). Links to files are listed; where they may lead is checked
+    when the file is read.
     """
     source = _store(input_root)
     is_output = _output_test(source, None if output_root is None else _store(output_root))
@@ -117,17 +127,36 @@ def _output_test(source: Store, target: Store | None) -> Callable[[str], bool]:
 
 
 def _stem(name: str) -> str:
-    return os.path.splitext(name)[0].lower()
+    return nfc_key(os.path.splitext(name)[0])
 
 
 def _unique(base: str, taken: set[str]) -> str:
-    if base.lower() not in taken:
+    if nfc_key(base) not in taken:
         return base
     stem = base[: -len(OUTPUT_SUFFIX)]
     n = 2
-    while f"{stem}-{n}{OUTPUT_SUFFIX}".lower() in taken:
+    while nfc_key(_fit(f"{stem}-{n}{OUTPUT_SUFFIX}")) in taken:
         n += 1
-    return f"{stem}-{n}{OUTPUT_SUFFIX}"
+    return _fit(f"{stem}-{n}{OUTPUT_SUFFIX}")
+
+
+def _fit(name: str) -> str:
+    """`name` (ending in .jpg), shortened to NAME_MAX bytes with a hash when it is longer."""
+    raw = os.fsencode(name)
+    if len(raw) <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:10]
+    room = NAME_MAX - len(OUTPUT_SUFFIX) - len(digest) - 1
+    stem = os.fsencode(name[: -len(OUTPUT_SUFFIX)])[:room]
+    while True:  # cut on a character boundary (names that are not UTF-8 stay bytes-exact)
+        try:
+            text = os.fsdecode(stem)
+            if len(os.fsencode(text)) == len(stem):
+                break
+        except UnicodeError:
+            pass
+        stem = stem[:-1]
+    return f"{text}~{digest}{OUTPUT_SUFFIX}"
 
 
 def _join(rel: str, name: str) -> str:

@@ -1,28 +1,40 @@
-"""Output files: atomic writes and the marker that tells whether an output is up to date.
+"""Output files: atomic writes under the output root, and the marker of the pipeline's outputs.
 
 Every output JPEG carries a COM segment `pipeline fp=<settings fingerprint> src=<size>:<version>`
 naming the settings and the exact source it was made from. An output is up to date when its
-marker matches; reading it costs one small read of the file's head.
+marker matches; reading it costs one small read of the file's head. A file without the marker
+was not written by the pipeline and is never replaced unless the user asks (`--overwrite`).
+
+Nothing is written, listed or deleted outside the output root: folders below the root are
+entered one at a time with `O_NOFOLLOW` relative to their parent's descriptor (`openat`), so a
+symbolic link anywhere in the output tree is refused rather than followed, and every create,
+rename and unlink names an entry of a folder reached that way.
 
 Writes never leave a partial file under the final name: on Linux the bytes go to an anonymous
 `O_TMPFILE` inode that is linked in only once complete, so a killed worker leaves nothing
 behind. Elsewhere (or when replacing an existing output) a hidden temp file in the same folder
-is renamed over the target with `os.replace`; leftovers of a killed writer are removed the next
-time the same output is written.
+is renamed over the target; leftovers of a killed writer are removed the next time the same
+output is written. Temp names stay within the file system's name limit (a hash stands in for
+a long name).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 MARKER_PREFIX = b"pipeline "
 TEMP_PREFIX = ".pipeline-"
 TEMP_SUFFIX = ".tmp"
 _HEAD_BYTES = 4096
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMP_EXTRA = len(TEMP_PREFIX) + 1 + 8 + len(TEMP_SUFFIX)  # prefix, dot, token, suffix
 
 
 def marker(fingerprint: str, size: int, version: str | int) -> bytes:
@@ -34,14 +46,36 @@ def marker(fingerprint: str, size: int, version: str | int) -> bytes:
     return MARKER_PREFIX + f"fp={fingerprint} src={size}:{version}".encode()
 
 
-def read_marker(path: Path) -> bytes | None:
+def read_marker(path: Path, root: Path | None = None) -> bytes | None:
     """The pipeline marker in a JPEG's head, or None (no file, not ours, unreadable)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(_HEAD_BYTES)
+        return inspect(path, root)[1]
     except OSError:
         return None
-    return find_marker(head)
+
+
+def inspect(path: Path, root: Path | None = None) -> tuple[bool, bytes | None]:
+    """(something is at `path`, its pipeline marker or None) without following links below root.
+
+    A symbolic link or a folder at `path` exists and has no marker. Raises OSError when a
+    folder on the way is a symbolic link.
+    """
+    try:
+        with _folder(path, root, create=False) as folder:
+            fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    except FileNotFoundError:
+        return False, None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.EACCES):
+            return True, None
+        raise
+    try:
+        head = os.read(fd, _HEAD_BYTES)
+    except OSError:
+        return True, None
+    finally:
+        os.close(fd)
+    return True, find_marker(head)
 
 
 def find_marker(head: bytes) -> bytes | None:
@@ -61,39 +95,125 @@ def find_marker(head: bytes) -> bytes | None:
     return None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that `path` is either absent, its old content, or complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    if not path.exists() and _write_linked(path, data):
-        return
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+def modified_ns(path: Path, root: Path | None = None) -> int | None:
+    """The mtime (ns) of the entry at `path` itself (a link is not followed), or None."""
     try:
-        _write_file(temp, data, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
+        with _folder(path, root, create=False) as folder:
+            return os.stat(path.name, dir_fd=folder, follow_symlinks=False).st_mtime_ns
+    except OSError:
+        return None
 
 
-def remove_stale_temps(path: Path) -> None:
+def write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
+    """Write `data` to `path` so that `path` is either absent, its old content, or complete.
+
+    With `root`, the folders between `root` and `path` are created or entered without following
+    symbolic links; without it, `path`'s own folder is the root. An entry at `path` is replaced
+    (a symbolic link itself, never what it points to).
+    """
+    with _folder(path, root, create=True) as folder:
+        name = path.name
+        _remove_stale_temps(folder, name)
+        if not _exists(folder, name) and _write_linked(folder, name, data):
+            return
+        temp = f"{_temp_stem(folder, name)}{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            _write_file(folder, temp, data, flags)
+            os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=folder)
+            raise
+
+
+def remove_stale_temps(path: Path, root: Path | None = None) -> None:
     """Remove temp files left for `path` by a writer that was killed before its rename."""
-    prefix = f"{TEMP_PREFIX}{path.name}."
-    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+    with contextlib.suppress(OSError), _folder(path, root, create=False) as folder:
+        _remove_stale_temps(folder, path.name)
+
+
+@contextlib.contextmanager
+def _folder(path: Path, root: Path | None, *, create: bool) -> Iterator[int]:
+    """A descriptor of `path`'s folder, reached from `root` without following symbolic links."""
+    base = path.parent if root is None else root
+    parts = path.parent.relative_to(base).parts if root is not None else ()
+    if create and root is None:
+        base.mkdir(parents=True, exist_ok=True)
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for depth, part in enumerate(parts):
+            fd = _enter(fd, part, create=create, shown=Path(*parts[: depth + 1]))
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _enter(fd: int, part: str, *, create: bool, shown: Path) -> int:
+    """Open the sub-folder `part` of `fd` (closing `fd`); a symbolic link is an error."""
+    try:
+        try:
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o777, dir_fd=fd)
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, part):
+                raise OSError(
+                    errno.ELOOP, "symbolic link in the output folder, not followed", str(shown)
+                ) from None
+            raise
+    finally:
+        os.close(fd)
+    return child
+
+
+def _is_link(folder: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _exists(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _temp_stem(folder: int, name: str) -> str:
+    """`.pipeline-<name>.`, with a hash for `name` when the temp name would be too long."""
+    try:
+        limit = os.fpathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(os.fsencode(name)) + _TEMP_EXTRA <= limit:
+        return f"{TEMP_PREFIX}{name}."
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
+    return f"{TEMP_PREFIX}#{digest}."
+
+
+def _remove_stale_temps(folder: int, name: str) -> None:
+    prefix = _temp_stem(folder, name)
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX):
                 with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+                    os.unlink(entry.name, dir_fd=folder)
 
 
-def _write_linked(path: Path, data: bytes) -> bool:
+def _write_linked(folder: int, name: str, data: bytes) -> bool:
     """Write through an anonymous O_TMPFILE inode and link it in; False when unsupported."""
     flag = getattr(os, "O_TMPFILE", 0)
     if not flag:
         return False
     try:
-        fd = os.open(path.parent, flag | os.O_WRONLY, 0o666)
+        fd = os.open(".", flag | os.O_WRONLY | os.O_CLOEXEC, 0o666, dir_fd=folder)
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
             return False
@@ -101,7 +221,7 @@ def _write_linked(path: Path, data: bytes) -> bool:
     try:
         _write_all(fd, data)
         try:
-            os.link(f"/proc/self/fd/{fd}", path)
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder)
         except FileExistsError:
             return False  # another attempt won the race: fall back to replace
         except OSError as exc:
@@ -113,8 +233,8 @@ def _write_linked(path: Path, data: bytes) -> bool:
         os.close(fd)
 
 
-def _write_file(path: Path, data: bytes, flags: int) -> None:
-    fd = os.open(path, flags, 0o666)
+def _write_file(folder: int, name: str, data: bytes, flags: int) -> None:
+    fd = os.open(name, flags, 0o666, dir_fd=folder)
     try:
         _write_all(fd, data)
     finally:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from pipeline.config import RunOptions
+from pipeline.safety import json_row
 
 if TYPE_CHECKING:  # the CLI imports this module before it starts the workers' fork server
     from pipeline.task import Record
@@ -79,7 +80,7 @@ class RunReport:
             if self.records is not None:
                 self.records.append(row)
             if self._spool is not None:
-                self._spool.write(json.dumps(row) + "\n")
+                self._spool.write(json.dumps(json_row(row)) + "\n")
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -142,7 +143,7 @@ class RunReport:
                 yield line.rstrip("\n")
         else:
             for row in self.records or self.failures:
-                yield json.dumps(row)
+                yield json.dumps(json_row(row))
 
     def close(self) -> None:
         if self._spool is not None:

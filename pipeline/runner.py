@@ -86,6 +86,7 @@ def run_pipeline(
         started_ns=time.time_ns(),
         overwrite=opts.overwrite,
         timeout=opts.timeout,
+        follow_symlinks=opts.follow_symlinks,
     )
     flights: dict[str, _Flight] = {}
     with connected(opts, client) as dask_client:

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline import outputs
+from pipeline import outputs, safety
 from pipeline.errors import UsageError
 
 HEAD_BYTES = 4096
@@ -49,13 +49,18 @@ class Entry:
 
 @dataclass(frozen=True)
 class Store:
-    """A root (absolute local path or URL) under which relative POSIX paths live."""
+    """A root (absolute local path or URL) under which relative POSIX paths live.
+
+    `confined`: local reads refuse a path whose symbolic links lead outside the root.
+    """
 
     root: str
+    confined: bool = False
 
     @classmethod
     def at(cls, location: str | Path) -> Store:
         if is_url(location):
+            safety.reject_credentials(str(location))
             return cls(str(location).rstrip("/"))
         text = str(location).removeprefix("file://")
         return cls(str(Path(text).expanduser().resolve()))
@@ -65,7 +70,15 @@ class Store:
         return is_url(self.root)
 
     def url(self, rel: str = "") -> str:
-        return f"{self.root}/{rel}" if rel else self.root
+        return f"{self.root}/{safety.check_rel(rel)}" if rel else self.root
+
+    def _source(self, rel: str) -> str:
+        """The local path to read `rel` from: its real path when links must stay inside."""
+        return safety.confined(self.root, rel) if self.confined else self.url(rel)
+
+    def _local(self, rel: str) -> tuple[Path, Path]:
+        """(the output path, the root) for writing below the root without following links."""
+        return Path(self.url(rel)), Path(self.root)
 
     # -- reading ------------------------------------------------------------------------------
     def list_folder(self, rel: str) -> list[Entry]:
@@ -84,7 +97,7 @@ class Store:
     def identity(self, rel: str) -> tuple[int, str]:
         """(size, version) of a source: a changed version means a changed file."""
         if not self.remote:
-            st = os.stat(self.url(rel))
+            st = os.stat(self._source(rel))
             return st.st_size, str(st.st_mtime_ns)
         info = _fs(self.root).info(self.url(rel))
         version = info.get("ETag") or info.get("etag") or info.get("mtime") or ""
@@ -92,18 +105,25 @@ class Store:
 
     def read(self, rel: str) -> bytes:
         if not self.remote:
-            return Path(self.url(rel)).read_bytes()
+            return Path(self._source(rel)).read_bytes()
         return bytes(_fs(self.root).cat_file(self.url(rel)))
 
     def read_marker(self, rel: str) -> bytes | None:
         """The pipeline marker of an output, or None when absent or not ours."""
+        try:
+            return self.inspect(rel)[1]
+        except OSError:
+            return None
+
+    def inspect(self, rel: str) -> tuple[bool, bytes | None]:
+        """(an output exists at `rel`, its pipeline marker or None when not ours)."""
         if not self.remote:
-            return outputs.read_marker(Path(self.url(rel)))
+            return outputs.inspect(*self._local(rel))
         try:
             head = _fs(self.root).cat_file(self.url(rel), start=0, end=HEAD_BYTES)
-        except (FileNotFoundError, OSError):
-            return None
-        return outputs.find_marker(bytes(head))
+        except FileNotFoundError:
+            return False, None
+        return True, outputs.find_marker(bytes(head))
 
     def written_by(self, rel: str, run_id: str, started_ns: int) -> bool:
         """Whether this run (an earlier attempt of it) already wrote this output.
@@ -113,7 +133,7 @@ class Store:
         """
         try:
             if not self.remote:
-                return os.stat(self.url(rel)).st_mtime_ns >= started_ns
+                return (outputs.modified_ns(*self._local(rel)) or 0) >= started_ns
             fs = _fs(self.root)
             if hasattr(fs, "metadata"):
                 return bool(fs.metadata(self.url(rel)).get(RUN_METADATA) == run_id)
@@ -127,7 +147,8 @@ class Store:
     def write(self, rel: str, data: bytes, marker: bytes, run_id: str = "") -> None:
         """Write an output completely or not at all."""
         if not self.remote:
-            outputs.write_atomic(Path(self.url(rel)), data)
+            path, root = self._local(rel)
+            outputs.write_atomic(path, data, root)
             return
         metadata = {"pipeline": marker.decode("ascii", "replace"), RUN_METADATA: run_id}
         _fs(self.root).pipe_file(self.url(rel), data, **_put_options(self.root, metadata))
@@ -145,16 +166,12 @@ class Store:
         if not fs.exists(f"{self.root.split('://', 1)[0]}://{bucket}"):
             raise FileNotFoundError(f"bucket not found: {bucket}")
 
-    def same_place(self, other: Store) -> bool:
-        """True when `other` is this root or inside it."""
-        return other.root == self.root or other.root.startswith(self.root + "/")
-
 
 def check_locations(input: str | Path, output: str | Path) -> None:
     """Set-up errors before any work: an unreadable input, or an output we cannot write."""
     source, target = Store.at(input), Store.at(output)
-    if source.remote and target.remote and source.same_place(target):
-        raise UsageError(f"output {output} must not be inside the input {input}")
+    if source.remote == target.remote:
+        safety.check_overlap(source.root, target.root, remote=source.remote)
     try:
         source.list_folder("")
     except FileNotFoundError:

@@ -32,6 +32,7 @@ FATAL_WRITE_ERRORS = {
     errno.EDQUOT: "output disk quota exceeded",
     errno.EROFS: "output file system is read-only",
 }
+FOREIGN = "kept a file the pipeline did not write at the output path"
 FAULT_ENV = "PIPELINE_FAULT_INJECTION"
 CRASH_EXIT_CODE = 70
 R = TypeVar("R")
@@ -48,10 +49,12 @@ class TaskContext:
     started_ns: int  # the run's start (time.time_ns()): outputs newer than this are its own
     overwrite: bool = False
     timeout: float = 300.0
+    follow_symlinks: bool = False  # read input links that lead outside the input folder
 
     @property
     def source(self) -> Store:
-        return Store(self.input_root)  # already normalised: no path resolution per image
+        # already normalised: no path resolution per image
+        return Store(self.input_root, confined=not self.follow_symlinks)
 
     @property
     def target(self) -> Store:
@@ -120,13 +123,16 @@ def _run(job: Job, ctx: TaskContext, record: Record, faults: dict[str, str]) -> 
     source, target = ctx.source, ctx.target
     size, version = source.identity(job.input)
     mark = outputs.marker(ctx.settings.fingerprint(), size, version)
-    if target.read_marker(job.output) == mark:
+    exists, found = target.inspect(job.output)
+    if found == mark:
         if target.written_by(job.output, ctx.run_id, ctx.started_ns):
             record["status"], record["resumed"] = "ok", True
             return
         if not ctx.overwrite:
             record["status"] = "skipped"
             return
+    elif exists and found is None and not ctx.overwrite:
+        raise ImageError(f"{FOREIGN}: {job.output} (--overwrite replaces it)")
     if size > MAX_INPUT_BYTES:
         raise ImageError(f"file too large ({size >> 20} MiB > {MAX_INPUT_BYTES >> 20} MiB)")
     result = _with_timeout(
