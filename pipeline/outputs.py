@@ -138,37 +138,35 @@ def _folder(path: Path, root: Path | None, *, create: bool) -> Iterator[int]:
     """A descriptor of `path`'s folder, reached from `root` without following symbolic links."""
     base = path.parent if root is None else root
     parts = path.parent.relative_to(base).parts if root is not None else ()
-    if create and root is None:
+    if create:
         base.mkdir(parents=True, exist_ok=True)
     fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for depth, part in enumerate(parts):
-            fd = _enter(fd, part, create=create, shown=Path(*parts[: depth + 1]))
+            child = _enter(fd, part, create=create, shown=Path(*parts[: depth + 1]))
+            os.close(fd)
+            fd = child
         yield fd
     finally:
         os.close(fd)
 
 
 def _enter(fd: int, part: str, *, create: bool, shown: Path) -> int:
-    """Open the sub-folder `part` of `fd` (closing `fd`); a symbolic link is an error."""
+    """Open the sub-folder `part` of `fd`; a symbolic link is an error, never followed."""
     try:
-        try:
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-        except FileNotFoundError:
-            if not create:
-                raise
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o777, dir_fd=fd)
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, part):
-                raise OSError(
-                    errno.ELOOP, "symbolic link in the output folder, not followed", str(shown)
-                ) from None
+        return os.open(part, _DIR_FLAGS, dir_fd=fd)
+    except FileNotFoundError:
+        if not create:
             raise
-    finally:
-        os.close(fd)
-    return child
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(part, 0o777, dir_fd=fd)
+        return os.open(part, _DIR_FLAGS, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, part):
+            raise OSError(
+                errno.ELOOP, "symbolic link in the output folder, not followed", str(shown)
+            ) from None
+        raise
 
 
 def _is_link(folder: int, name: str) -> bool:
