@@ -62,13 +62,11 @@ def inspect(path: Path, root: Path | None = None) -> tuple[bool, bytes | None]:
     """
     try:
         with _folder(path, root, create=False) as folder:
-            fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            fd = _open_entry(folder, path.name)
     except FileNotFoundError:
         return False, None
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.EACCES):
-            return True, None
-        raise
+    if fd is None:
+        return True, None
     try:
         head = os.read(fd, _HEAD_BYTES)
     except OSError:
@@ -76,6 +74,18 @@ def inspect(path: Path, root: Path | None = None) -> tuple[bool, bytes | None]:
     finally:
         os.close(fd)
     return True, find_marker(head)
+
+
+def _open_entry(folder: int, name: str) -> int | None:
+    """A descriptor for reading the file `name`; None when it is a link, folder or unreadable."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.EACCES, errno.EPERM):
+            return None
+        raise
 
 
 def find_marker(head: bytes) -> bytes | None:

@@ -131,9 +131,12 @@ def shown(text: str) -> str:
     return "".join(_escape(ch) for ch in text)
 
 
+_NAMED = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def _escape(ch: str) -> str:
-    if ch == "\\":
-        return "\\\\"
+    if ch in _NAMED:
+        return _NAMED[ch]
     if ch.isprintable():
         return ch
     code = ord(ch)
