@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NotRequired, TypedDict, TypeVar
 
-from pipeline import outputs, telemetry
+from pipeline import outputs, recycle, telemetry
 from pipeline.config import Settings
 from pipeline.discover import Job
 from pipeline.errors import ImageError, describe
@@ -36,6 +36,10 @@ FOREIGN = "kept a file the pipeline did not write at the output path"
 FAULT_ENV = "PIPELINE_FAULT_INJECTION"
 CRASH_EXIT_CODE = 70
 R = TypeVar("R")
+
+
+class TimedOut(ImageError):
+    """An image passed its time limit; its thread could not be stopped and runs on."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Record(TypedDict):
     height: int | None
     resumed: NotRequired[bool]  # already written by an earlier attempt of this same run
     fatal: NotRequired[str]  # the output storage is unusable (disk full, read-only): stop the run
+    abandoned: NotRequired[bool]  # timed out: a thread still runs it (the worker is replaced)
 
 
 def process_partition(jobs: Iterable[Job], ctx: TaskContext) -> list[Record]:
@@ -101,6 +106,8 @@ def process_partition(jobs: Iterable[Job], ctx: TaskContext) -> list[Record]:
                 )
     finally:
         reporter.flush()
+        if any(r.get("abandoned") for r in records):
+            recycle.replace_this_worker()
     telemetry.record_images(len(records))
     return records
 
@@ -113,6 +120,8 @@ def process_job(job: Job, ctx: TaskContext, *, faults: dict[str, str] | None = N
         _run(job, ctx, record, faults or {})
     except Exception as exc:
         record["status"], record["error"], record["output"] = "failed", describe(exc), None
+        if isinstance(exc, TimedOut):
+            record["abandoned"] = True
         if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRORS:
             record["fatal"] = FATAL_WRITE_ERRORS[exc.errno]
     record["seconds"] = round(time.perf_counter() - started, 6)
@@ -203,7 +212,7 @@ def _with_timeout(fn: Callable[[], R], timeout: float) -> R:
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise ImageError(f"timed out after {timeout:g} s")
+        raise TimedOut(f"timed out after {timeout:g} s")
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["value"]  # type: ignore[return-value]
