@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 from hypothesis import given
@@ -151,3 +152,39 @@ def test_outputs_are_unique_case_insensitively(
     assert not set(outs) & {f.lower() for f in folders}
     assert all(out.endswith(".jpg") for out in outs)
     assert output_names(list(reversed(files)), reserved=folders) == result
+
+
+def test_names_equal_after_nfc_normalisation_collide() -> None:
+    nfc, nfd = "caf\u00e9.png", "cafe\u0301.jpg"
+    result = output_names([nfc, nfd])
+    outs = {out for out, _ in result.values()}
+    assert len({unicodedata.normalize("NFC", o).lower() for o in outs}) == 2
+    assert all(note and note.startswith("renamed") for _, note in result.values())
+
+
+def test_output_names_stay_within_255_bytes() -> None:
+    long_stem = "\u00e9" * 125 + "x"  # 251 bytes in UTF-8
+    files = [long_stem + ".png", long_stem + ".jpg", long_stem + ".JPG"]
+    result = output_names(files, reserved=[long_stem + ".jpg"])
+    outs = [out for out, _ in result.values()]
+    assert all(len(os.fsencode(o)) <= 255 for o in outs)
+    assert len({o.lower() for o in outs}) == 3
+    assert all(o.endswith(".jpg") for o in outs)
+    assert output_names(list(reversed(files)), reserved=[long_stem + ".jpg"]) == result
+
+
+@given(st.lists(st.text(min_size=1, max_size=300).filter(lambda s: "/" not in s), max_size=6))
+def test_any_names_give_unique_outputs_within_the_limit(stems: list[str]) -> None:
+    files = sorted({s.encode("utf-8", "surrogatepass")[:240].decode("utf-8", "ignore") + ".png"
+                    for s in stems} - {".png"})  # fmt: skip
+    result = output_names(files)
+    keys = [unicodedata.normalize("NFC", out).casefold() for out, _ in result.values()]
+    assert len(set(keys)) == len(keys)
+    assert all(len(out.encode("utf-8", "surrogateescape")) <= 255 for out, _ in result.values())
+
+
+def test_input_links_are_listed_and_folder_links_are_not_entered(tmp_path: Path) -> None:
+    touch(tmp_path, "in/a.jpg", "private/p.jpg")
+    os.symlink(tmp_path / "private" / "p.jpg", tmp_path / "in" / "out-of-tree.jpg")
+    os.symlink(tmp_path / "private", tmp_path / "in" / "folder")
+    assert jobs(tmp_path / "in") == {"a.jpg": "a.jpg", "out-of-tree.jpg": "out-of-tree.jpg"}
