@@ -14,11 +14,9 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import unicodedata
 from typing import Any
-from urllib.parse import urlsplit
 
 from pipeline.errors import ImageError, UsageError
 
@@ -29,6 +27,8 @@ def reject_credentials(location: str) -> None:
     """UsageError (without the secret) when a URL carries credentials in its authority part."""
     if "://" not in location:
         return
+    from urllib.parse import urlsplit  # here: the CLI imports this module before any run
+
     parts = urlsplit(location)
     if "@" in parts.netloc:
         host = parts.netloc.rsplit("@", 1)[1]
@@ -155,6 +155,8 @@ def json_row(row: dict[str, Any]) -> dict[str, Any]:
     """
     if all(not isinstance(v, str) or _valid(v) for v in row.values()):
         return row
+    import base64
+
     safe = dict(row)
     for key, value in row.items():
         if isinstance(value, str) and not _valid(value):
@@ -171,6 +173,8 @@ def name_from_json(row: dict[str, Any], key: str = "input") -> str | None:
     """The exact name of a report row's `input` or `output`, as the file system gives it."""
     raw = row.get(f"{key}_bytes")
     if raw is not None:
+        import base64
+
         return os.fsdecode(base64.b64decode(raw))
     value = row.get(key)
     return None if value is None else str(value)
