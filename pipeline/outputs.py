@@ -124,7 +124,7 @@ def write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
     with _folder(path, root, create=True) as folder:
         name = path.name
         _remove_stale_temps(folder, name)
-        if not _exists(folder, name) and _write_linked(folder, name, data):
+        if _mode(folder, name) is None and _write_linked(folder, name, data):
             return
         temp = f"{_temp_stem(folder, name)}{secrets.token_hex(4)}{TEMP_SUFFIX}"
         try:
@@ -172,26 +172,19 @@ def _enter(fd: int, part: str, *, create: bool, shown: Path) -> int:
             os.mkdir(part, 0o777, dir_fd=fd)
         return os.open(part, _DIR_FLAGS, dir_fd=fd)
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, part):
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and stat.S_ISLNK(_mode(fd, part) or 0):
             raise OSError(
                 errno.ELOOP, "symbolic link in the output folder, not followed", str(shown)
             ) from None
         raise
 
 
-def _is_link(folder: int, name: str) -> bool:
+def _mode(folder: int, name: str) -> int | None:
+    """The file type and mode of the entry `name` itself (links not followed), or None."""
     try:
-        return stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
+        return os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode
     except OSError:
-        return False
-
-
-def _exists(folder: int, name: str) -> bool:
-    try:
-        os.stat(name, dir_fd=folder, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
+        return None
 
 
 def _temp_stem(folder: int, name: str) -> str:
