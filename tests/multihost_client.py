@@ -107,6 +107,7 @@ def watch(scheduler: str, bucket: str, target: str, timeout: str) -> dict[str, A
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
     busy: set[str] = set()
     ready_at = gone_at = None
+    present = False  # the target was seen in the scheduler
     deadline = time.monotonic() + float(timeout)
     with Client(scheduler, timeout=10) as client:
         while not done.is_set() and time.monotonic() < deadline:
@@ -117,7 +118,9 @@ def watch(scheduler: str, bucket: str, target: str, timeout: str) -> dict[str, A
             if ready_at is None and (target == "-" or tasks.get(target)) and _outputs(bucket):
                 ready_at = time.time()
                 print(f"ready {tasks.get(target, 0)}", flush=True)
-            if ready_at is not None and gone_at is None and target not in names.values():
+            if target in names.values():
+                present = True
+            elif present and gone_at is None:
                 gone_at = time.time()
             time.sleep(0.1)
     return {"busy": sorted(busy), "ready_at": ready_at, "gone_at": gone_at}
