@@ -1,5 +1,7 @@
 """docker-compose.yml and docker/Dockerfile, checked without a Docker engine.
 
+(tests/test_docker_image.py builds the image with a real engine and runs the compose file.)
+
 A real compose implementation parses and normalizes the compose file (the docker CLI's compose
 plugin if present, else `docker-compose`: Debian's package, which .ci/run installs); the safety
 properties are checked on its output. Then the services' own commands, taken from that output,
