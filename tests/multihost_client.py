@@ -59,13 +59,19 @@ def versions(bucket: str) -> dict[str, Any]:
     return {"versions": counts, "delete_markers": markers}
 
 
-def wait_workers(scheduler: str, count: str, timeout: str) -> dict[str, Any]:
+def wait_workers(scheduler: str, timeout: str, present: str, *names: str) -> dict[str, Any]:
+    """Until the workers `names` are all in the scheduler (present="1") or all gone ("0")."""
     from distributed import Client
 
+    deadline = time.monotonic() + float(timeout)
     with Client(scheduler, timeout=10) as client:
-        client.wait_for_workers(int(count), timeout=float(timeout))
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-        return {"names": sorted(str(w["name"]) for w in workers)}
+        while True:
+            workers = client.scheduler_info(n_workers=-1)["workers"].values()
+            found = {str(w["name"]) for w in workers}
+            wanted = set(names) <= found if present == "1" else not set(names) & found
+            if wanted or time.monotonic() > deadline:
+                return {"names": sorted(found), "done": wanted}
+            time.sleep(0.2)
 
 
 def api_run(source: str, target: str, scheduler: str) -> dict[str, Any]:
