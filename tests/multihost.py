@@ -2,7 +2,9 @@
 
     with Lab() as lab:
         s3 = lab.host("s3", 2)
-        proc = s3.spawn([sys.executable, "-m", "moto.server", "-H", s3.ip, "-p", "5000"])
+        s3.spawn([sys.executable, "-m", "moto.server", "-H", s3.ip], env=env, log=path)
+        worker = lab.host("w1", 11, private_tmp=True)
+        ...
         lab.cut(worker)  # drops every frame to and from the worker at the bridge, silently
 
 Every host is a network namespace with one veth into a bridge that lives in a namespace of its
