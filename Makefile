@@ -7,7 +7,8 @@ INPUT_DIR ?= data/input
 OUTPUT_DIR ?= data/output
 PYTEST_ARGS ?=
 WORKERS ?= 2
-COMPOSE := docker compose -f docker-compose.yml
+# the compose v2 plugin when there, else docker-compose v1 (Debian bookworm's package)
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo docker compose || echo docker-compose) -f docker-compose.yml
 
 .DEFAULT_GOAL := help
 .PHONY: help install run samples test lint format bench bench-scale notebook lock clean compose-up compose-down
@@ -57,7 +58,7 @@ notebook: $(STAMP) ## JupyterLab on 127.0.0.1 with the project (adds the noteboo
 	  $(PY) -m pip install -q -c requirements/lock.txt --no-build-isolation -e ".[notebook]"
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --ServerApp.root_dir=notebooks $(JUPYTER_ARGS)
 
-compose-up: ## Docker: build the image, run scheduler + WORKERS workers (2) + runner on data/input
+compose-up: ## Docker: build the image (on PYTHON_IMAGE if set), run scheduler + WORKERS workers (2) + runner
 	@mkdir -p $(INPUT_DIR) $(OUTPUT_DIR)
 	INPUT_DIR=$(abspath $(INPUT_DIR)) OUTPUT_DIR=$(abspath $(OUTPUT_DIR)) \
 	PIPELINE_UID=$$(id -u) PIPELINE_GID=$$(id -g) \

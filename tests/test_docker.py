@@ -1,5 +1,7 @@
 """docker-compose.yml and docker/Dockerfile, checked without a Docker engine.
 
+(tests/test_docker_image.py builds the image with a real engine and runs the compose file.)
+
 A real compose implementation parses and normalizes the compose file (the docker CLI's compose
 plugin if present, else `docker-compose`: Debian's package, which .ci/run installs); the safety
 properties are checked on its output. Then the services' own commands, taken from that output,
@@ -37,6 +39,7 @@ DOCKERFILE = REPO / "docker" / "Dockerfile"
 COMPOSE_VARS = (
     *("INPUT_DIR", "OUTPUT_DIR", "MAX_SIZE", "JPEG_QUALITY", "DASK_SCHEDULER_ADDRESS"),
     *("DASHBOARD_PORT", "WORKER_MEMORY", "PIPELINE_UID", "PIPELINE_GID"),
+    *("PIPELINE_IMAGE", "PYTHON_IMAGE"),
     *("COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES"),
 )
 DATA_SERVICES = ("worker", "runner")  # the ones that read inputs and write outputs
@@ -168,6 +171,7 @@ def test_memory_limits_and_one_image(services: dict[str, Any]) -> None:
     assert {s["image"] for s in services.values()} == {"pipeline:local"}
     assert [n for n, s in services.items() if "build" in s] == ["scheduler"]
     assert services["scheduler"]["build"]["dockerfile"] == "docker/Dockerfile"
+    assert services["scheduler"]["build"]["args"] == {"PYTHON_IMAGE": "python:3.11-slim-bookworm"}
 
 
 def test_services_wait_for_health(services: dict[str, Any]) -> None:
@@ -209,9 +213,10 @@ def test_dockerfile_final_stage() -> None:
     assert any(i == "COPY" and "--from=build" in a and "/opt/venv" in a for i, a in final)
 
 
-def test_dockerfile_installs_the_lock_file_then_the_package() -> None:
+def test_dockerfile_installs_runtime_dependencies_at_the_lock_versions_then_the_package() -> None:
     runs = [a for stage in dockerfile_stages()[1:-1] for i, a in stage if i == "RUN"]
-    assert any("pip install -r" in r and "lock.txt" in r for r in runs)
+    assert any("pip install -c /tmp/lock.txt -r /tmp/runtime.txt" in r for r in runs)
+    assert not any(re.search(r"-r \S*lock\.txt", r) for r in runs)  # not the test/lint tools
     assert any("pip install --no-deps" in r for r in runs)
 
 
