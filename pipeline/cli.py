@@ -116,7 +116,7 @@ def _add_convention_options(run: argparse.ArgumentParser) -> None:
     add = group.add_argument
     add("--dry-run", action="store_true", help="tell what would be done; write nothing, exit 0")
     add("-v", "--verbose", action="count", default=0, help="more log messages (-vv: debug)")
-    add("-q", dest="quiet", action="store_true", help="the same as --quiet; log errors only")
+    add("-q", dest="quiet", action="store_true", help="the same as --quiet")
     levels = ", ".join(logs.LEVELS)
     add("--log-level", type=str.upper, choices=logs.LEVELS, metavar="LEVEL", help=levels)
     add(
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return EXIT_OK
         if args.command == "samples":
             return _samples(args)
-        level = logs.level_for(verbose=args.verbose, quiet=args.quiet, explicit=args.log_level)
+        level = logs.level_for(verbose=args.verbose, explicit=args.log_level)
         logs.configure(level)
         opts = dataclasses.replace(resolve(args, env), log_level=level)
         if args.dry_run:

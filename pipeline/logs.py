@@ -1,4 +1,4 @@
-"""Log levels for the CLI: `-v`, `-vv`, `-q` and `--log-level` set the pipeline's and Dask's.
+"""Log levels for the CLI: `-v`, `-vv` and `--log-level` set the pipeline's and Dask's.
 
 The pipeline's own loggers (`pipeline.*`) print `LEVEL name: message` on stderr. Dask's loggers
 (`distributed`, which configures itself on import) get the same level in this process, and,
@@ -16,15 +16,14 @@ DASK_LOGGERS = ("distributed", "bokeh", "tornado")
 DASK_ENV = "DASK_LOGGING__DISTRIBUTED"  # read by each process when it imports distributed
 
 
-def level_for(*, verbose: int, quiet: bool, explicit: str | None) -> str | None:
-    """The level asked for: `--log-level` wins, then -q (ERROR), then -v (INFO) / -vv (DEBUG).
+def level_for(*, verbose: int, explicit: str | None) -> str | None:
+    """The level asked for: `--log-level` wins over -v (INFO) and -vv (DEBUG).
 
     None when nothing was asked for: the defaults stay (warnings and errors are shown).
+    `-q`/`--quiet` hides the progress and the summary, not warnings: `--log-level ERROR` does.
     """
     if explicit:
         return explicit.upper()
-    if quiet:
-        return "ERROR"
     if verbose:
         return "DEBUG" if verbose > 1 else "INFO"
     return None

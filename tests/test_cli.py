@@ -125,7 +125,7 @@ def free_port() -> int:
         (["run", "--quality", "101"], "--quality must be an integer from 1 to 95"),
         (["run", "--max-size", "huge"], "invalid int value: 'huge'"),
         (["run", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-        ([], "the following arguments are required"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args: list[str], message: str) -> None:
@@ -300,11 +300,10 @@ def test_progress_lines_when_stdout_is_not_a_terminal(tree: Path, tmp_path: Path
 def test_log_level_flags() -> None:
     from pipeline import logs
 
-    assert logs.level_for(verbose=0, quiet=False, explicit=None) is None
-    assert logs.level_for(verbose=1, quiet=False, explicit=None) == "INFO"
-    assert logs.level_for(verbose=2, quiet=False, explicit=None) == "DEBUG"
-    assert logs.level_for(verbose=0, quiet=True, explicit=None) == "ERROR"
-    assert logs.level_for(verbose=2, quiet=True, explicit="warning") == "WARNING"
+    assert logs.level_for(verbose=0, explicit=None) is None
+    assert logs.level_for(verbose=1, explicit=None) == "INFO"
+    assert logs.level_for(verbose=2, explicit=None) == "DEBUG"
+    assert logs.level_for(verbose=2, explicit="warning") == "WARNING"
     bad = run_cli("run", "--log-level", "loud", "--dry-run")
     assert bad.code == 2
     assert "--log-level" in bad.stderr
