@@ -165,11 +165,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.version:
             print(f"pipeline {_version()}")
             return EXIT_OK
-        if args.command is None:  # bare `python -m pipeline`: the help, as git and pip do
+        if args.command is None:  # bare `python -m pipeline`: the help, as pip does
             parser.print_help()
             return EXIT_OK
         if args.command == "samples":
             return _samples(args)
+        if args.progress_every < 0:
+            raise UsageError(f"--progress-every must be 0 or more, got {args.progress_every}")
         level = logs.level_for(verbose=args.verbose, explicit=args.log_level)
         logs.configure(level)
         opts = dataclasses.replace(resolve(args, env), log_level=level)

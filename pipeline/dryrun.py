@@ -77,6 +77,7 @@ def plan(opts: RunOptions, *, examples: int = 0, all_examples: bool = False) -> 
     An unreadable input folder is a UsageError, as for a run.
     """
     source, target = Store.at(opts.input), Store.at(opts.output)
+    _check_overlap(source, target)
     try:
         source.list_folder("")
     except FileNotFoundError:
@@ -90,6 +91,14 @@ def plan(opts: RunOptions, *, examples: int = 0, all_examples: bool = False) -> 
         keep = examples if all_examples or state != UP_TO_DATE or opts.overwrite else 0
         result.add(job, state, keep=keep)
     return result
+
+
+def _check_overlap(source: Store, target: Store) -> None:
+    """The refusals a run makes before any work, for overlapping input and output."""
+    if target.same_place(source):
+        raise UsageError(f"the input {source.root} must not be the output or inside it")
+    if source.remote and target.remote and source.same_place(target):
+        raise UsageError(f"output {target.root} must not be inside the input {source.root}")
 
 
 def _checker(source: Store, target: Store, fingerprint: str) -> Callable[[Job], str]:

@@ -280,6 +280,12 @@ def test_dry_run_creates_no_output_folder(tree: Path, tmp_path: Path) -> None:
     missing = run_cli("run", "--input", tmp_path / "nope", "--output", out, "--dry-run")
     assert missing.code == 2
     assert missing.stderr.strip().count("\n") == 0
+    same = run_cli("run", "--input", tree, "--output", tree, "--dry-run")
+    assert same.code == 2
+    assert "must not be the output" in same.stderr
+    negative = run_cli("run", "--input", tree, "--dry-run", "--progress-every", "-1")
+    assert negative.code == 2
+    assert "--progress-every" in negative.stderr
 
 
 def test_progress_lines_when_stdout_is_not_a_terminal(tree: Path, tmp_path: Path) -> None:
