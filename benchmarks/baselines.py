@@ -2,12 +2,16 @@
 
     python benchmarks/baselines.py seed --input DIR --output DIR [--workers N]
     python benchmarks/baselines.py pool --input DIR --output DIR [--workers N]
+    python benchmarks/baselines.py vips --input DIR --output DIR [--workers N]
 
 seed: the original script's approach, one image per task in a ProcessPoolExecutor: open ->
       exif_transpose -> convert RGB -> thumbnail LANCZOS -> JPEG q85 optimize (full decode).
 pool: the pipeline's own per-image work (`pipeline.task`: read, transform, atomic write, record)
       in a bare ProcessPoolExecutor, one image per task, workers tuned as the Dask workers are;
       the difference to a pipeline run is what Dask costs.
+vips: pyvips' thumbnail (shrink-on-load, auto-rotate) written at Q 85 with optimized Huffman
+      tables and no metadata, one libvips thread per process; inputs libvips cannot load (BMP in
+      the pyvips-binary build) go through the seed path (needs requirements/bench.txt).
 Prints one JSON line: images, ok, seconds.
 """
 
@@ -42,6 +46,26 @@ def seed_one(job: tuple[str, str]) -> bool:
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     rgb.save(dst, "JPEG", quality=QUALITY, optimize=True)
     return True
+
+
+def vips_one(job: tuple[str, str]) -> bool:
+    import pyvips
+
+    src, dst = job
+    try:
+        im = pyvips.Image.thumbnail(src, BOX, height=BOX, size="down")
+    except pyvips.Error:
+        return seed_one(job)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    im.write_to_file(dst, Q=QUALITY, optimize_coding=True, keep="none")
+    return True
+
+
+def _init_vips() -> None:
+    os.environ.setdefault("VIPS_CONCURRENCY", "1")  # one process per core, as the others
+    import pyvips
+
+    pyvips.cache_set_max(0)
 
 
 def pool_one(args: tuple[Any, Any]) -> bool:
@@ -81,17 +105,17 @@ def _init_pool() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("impl", choices=["seed", "pool"])
+    parser.add_argument("impl", choices=["seed", "pool", "vips"])
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     start = time.perf_counter()
     args.output.mkdir(parents=True, exist_ok=True)
-    if args.impl == "seed":
+    if args.impl in ("seed", "vips"):
         jobs: list[Any] = _seed_jobs(args.input, args.output)
-        fn: Any = seed_one
-        init = None
+        fn: Any = seed_one if args.impl == "seed" else vips_one
+        init = None if args.impl == "seed" else _init_vips
     else:
         jobs, fn, init = _pool_jobs(args.input, args.output), pool_one, _init_pool
     with ProcessPoolExecutor(max_workers=args.workers, initializer=init) as pool:

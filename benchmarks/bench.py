@@ -9,7 +9,7 @@ Every run is a fresh process measured from outside: wall time (interpreter start
 cluster start included), CPU time of the whole process tree, and the peak RSS (VmHWM) of each
 worker process. Each round runs every runner once, the pipeline next to libvips and the bare pool
 (pipeline, vips, pool, seed; the next round in reverse order, and so on), so that the slow drift
-of a shared machine's speed (10-40% over minutes here) cancels out of the pairs compared; the
+of a shared machine's speed (tens of percent over minutes) cancels out of the pairs compared; the
 table gives medians over rounds, and the ratios are medians of per-round ratios. Dask's cost
 (pipeline vs pool) and 1 worker vs N are measured as alternating sequences (A, B, A, B, ...),
 each run after the first and before the last compared with the mean of its two neighbours,
@@ -17,8 +17,10 @@ which cancels a steady drift; with the CPU time the hypervisor took meanwhile (s
 
 Runners: `pipeline` = `python -m pipeline run --workers N`; `pool` = the same per-image work
 (pipeline.task) in a bare ProcessPoolExecutor (what Dask costs); `seed` = the original script's
-approach in a process pool (benchmarks/baselines.py); `vips` = pyvips thumbnail in a process pool,
-run from ../shared/bench when that folder and pyvips are present (`pip install -e .[bench]`).
+approach in a process pool; `vips` = pyvips thumbnail in a process pool, when pyvips is installed
+(`make bench` installs requirements/bench.txt); all three in benchmarks/baselines.py.
+The generated corpus is `python -m pipeline samples --count 200` (photo-like scenes of every
+input format, 2-48 MP); BENCH_CORPUS=DIR measures your own images instead.
 Results: benchmarks/results/bench.{md,json,png}; a full run also writes docs/bench.png.
 """
 
@@ -41,10 +43,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 RESULTS = ROOT / "benchmarks" / "results"
-GENERATOR = SHARED / "corpus" / "make_corpus.py"
-PEER_RUNNER = SHARED / "bench" / "run_peer.py"
 PY = sys.executable
 FULL_COUNT, QUICK_COUNT = 200, 60
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -86,17 +85,12 @@ def corpus(quick: bool) -> Path:
     if given:
         return Path(given)
     cache = Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "pipeline-bench"))
-    name = f"corpus-{FULL_COUNT}-seed1" + ("-first60" if quick else "")
-    folder = cache / name
+    count = QUICK_COUNT if quick else FULL_COUNT
+    folder = cache / f"samples-{count}"
     if (folder / ".complete").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    if GENERATOR.exists():
-        cmd = [PY, str(GENERATOR), "--out", str(folder), "--count", str(FULL_COUNT), "--seed", "1"]
-        cmd += ["--only", f"0:{QUICK_COUNT}"] if quick else []
-    else:  # no ../shared: the project's own generated photos (smaller, fewer formats)
-        count = QUICK_COUNT if quick else FULL_COUNT
-        cmd = [PY, "-m", "pipeline", "samples", "--output", str(folder), "--count", str(count)]
+    cmd = [PY, "-m", "pipeline", "samples", "--output", str(folder), "--count", str(count)]
     print(f"generating the corpus into {folder} (once): {' '.join(cmd)}", flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     (folder / ".complete").touch()
@@ -196,7 +190,7 @@ def command(impl: str, inp: Path, out: Path, workers: int) -> list[str]:
             *(PY, "-m", "pipeline", "run", "--input", str(inp), "--output", str(out)),
             *("--workers", str(workers), "--quiet", "--overwrite"),
         ]
-    if impl in ("pool", "seed"):
+    if impl in ("pool", "seed", "vips"):
         script = str(ROOT / "benchmarks" / "baselines.py")
         return [
             PY,
@@ -209,10 +203,7 @@ def command(impl: str, inp: Path, out: Path, workers: int) -> list[str]:
             "--workers",
             str(workers),
         ]
-    return [
-        *(PY, str(PEER_RUNNER), "--impl", impl, "--mode", "pool"),
-        *("--in", str(inp), "--out", str(out), "--workers", str(workers)),
-    ]
+    raise ValueError(f"unknown runner {impl!r}")
 
 
 def run_once(
@@ -234,8 +225,6 @@ def run_once(
 
 
 def has_vips() -> bool:
-    if not PEER_RUNNER.exists():
-        return False
     probe = subprocess.run([PY, "-c", "import pyvips"], capture_output=True)
     return probe.returncode == 0
 

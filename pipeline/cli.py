@@ -1,4 +1,4 @@
-"""Command line: `python -m pipeline run|samples`. Flags beat env vars, which beat defaults.
+"""Command line: `python -m pipeline run|samples|--version`. Flags beat env vars, then defaults.
 
 Exit status: 0 every input ok or skipped; 1 at least one input failed; 2 usage or set-up error
 (one line on stderr, no traceback); 130 interrupted (Ctrl-C or SIGTERM; the report is still
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -19,9 +20,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from pipeline import config
+from pipeline import config, logs
+from pipeline.clihelp import MAIN_EXAMPLES, RUN_DESCRIPTION, RUN_EXAMPLES, SAMPLES_DESCRIPTION
 from pipeline.config import RunOptions, Settings, TLSFiles
 from pipeline.errors import UsageError
+from pipeline.progress import Progress
 from pipeline.report import RunReport
 from pipeline.safety import shown
 from pipeline.storage import as_location
@@ -38,12 +41,36 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m pipeline", description="Make web-ready JPEGs on Dask.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = commands.add_parser("run", help="process a folder of images", description=__doc__)
+    parser = _Parser(
+        prog="python -m pipeline",
+        description="Make web-ready JPEGs from folders of images, on a local or remote Dask.",
+        epilog=MAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="process a folder of images (run --help for the options)",
+        description=RUN_DESCRIPTION,
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_run_options(run)
-    samples = commands.add_parser("samples", help="write generated sample images to a folder")
-    samples.add_argument("--output", type=Path, default=Path(config.DEFAULT_INPUT))
+    _add_convention_options(run)
+    samples = commands.add_parser(
+        "samples",
+        help="write generated sample images to a folder",
+        description=SAMPLES_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    samples.add_argument(
+        "--output",
+        type=Path,
+        default=Path(config.DEFAULT_INPUT),
+        metavar="PATH",
+        help="[data/input]",
+    )
     samples.add_argument("--count", type=int, default=24, help="number of images (default 24)")
     samples.add_argument("--scale", type=float, default=1.0, help="size factor (default 1.0)")
     return parser
@@ -90,6 +117,24 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_convention_options(run: argparse.ArgumentParser) -> None:
+    """--dry-run and how much the run tells (kept apart from the run's own options)."""
+    group = run.add_argument_group("dry run, messages and progress")
+    add = group.add_argument
+    add("--dry-run", action="store_true", help="tell what would be done; write nothing, exit 0")
+    add("-v", "--verbose", action="count", default=0, help="more log messages (-vv: debug)")
+    add("-q", dest="quiet", action="store_true", help="the same as --quiet")
+    levels = ", ".join(logs.LEVELS)
+    add("--log-level", type=str.upper, choices=logs.LEVELS, metavar="LEVEL", help=levels)
+    add(
+        "--progress-every",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="when stdout is not a terminal: a progress line every S s (0: none) [10]",
+    )
+
+
 def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
     """Flags > env vars > defaults, validated: a bad value raises UsageError."""
     settings = Settings(
@@ -123,11 +168,25 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.version:
+            print(f"pipeline {_version()}")
+            return EXIT_OK
+        if args.command is None:  # bare `python -m pipeline`: the help, as pip does
+            parser.print_help()
+            return EXIT_OK
         if args.command == "samples":
             return _samples(args)
+        if args.progress_every < 0:
+            raise UsageError(f"--progress-every must be 0 or more, got {args.progress_every}")
+        level = logs.level_for(verbose=args.verbose, explicit=args.log_level)
+        logs.configure(level)
+        opts = dataclasses.replace(resolve(args, env), log_level=level)
+        if args.dry_run:
+            return _dry_run(opts, verbose=args.verbose)
         after = _After(args.throughput_report, keep_alive=args.keep_alive, quiet=args.quiet)
-        return _run(resolve(args, env), quiet=args.quiet, after=after)
+        return _run(opts, quiet=args.quiet, after=after, progress_every=args.progress_every)
     except UsageError as exc:
         print(f"pipeline: error: {shown(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -136,7 +195,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_INTERRUPTED
 
 
-def _run(opts: RunOptions, *, quiet: bool, after: _After) -> int:
+def _dry_run(opts: RunOptions, *, verbose: int) -> int:
+    """Discover and check, in this process, without a cluster; print the plan, write nothing."""
+    from pipeline.dryrun import plan
+
+    found = plan(opts, examples=sys.maxsize if verbose else 5, all_examples=verbose > 0)
+    print("\n".join(found.lines()), flush=True)
+    return EXIT_OK
+
+
+def _run(opts: RunOptions, *, quiet: bool, after: _After, progress_every: float = 10.0) -> int:
     if opts.scheduler is None:  # before the imports below: the workers' start overlaps them
         from pipeline.cluster import prestart_local_workers
 
@@ -145,7 +213,7 @@ def _run(opts: RunOptions, *, quiet: bool, after: _After) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)
     report = RunReport(run_id=_run_id(), keep_records=False, spool_dir=_spool_dir(opts.report))
-    bar = _ProgressBar(enabled=not quiet and sys.stderr.isatty())
+    bar = Progress(quiet=quiet, every=progress_every)
     try:
         run_pipeline(
             opts,
@@ -213,36 +281,6 @@ def _samples(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _ProgressBar:
-    """A one-line progress bar on stderr, redrawn at most a few times a second."""
-
-    def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self._last = 0.0
-
-    def update(self, report: RunReport) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self._last < 0.2:
-            return
-        self._last = now
-        done, total = report.total, report.discovered
-        width = 30
-        filled = int(width * done / total) if total else 0
-        rate = report.images_per_second
-        eta = f"ETA {(total - done) / rate:4.0f} s" if rate > 0 and total > done else ""
-        c = report.counts
-        line = (
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-            f"ok {c['ok']} skip {c['skipped']} fail {c['failed']} {rate:6.1f} img/s {eta}"
-        )
-        sys.stderr.write(line)
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled and self._last:
-            sys.stderr.write("\n")
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -271,6 +309,17 @@ def _spool_dir(report: Path | None) -> Path | None:
         return None
     report.parent.mkdir(parents=True, exist_ok=True)
     return report.parent
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pipeline")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        from pipeline import __version__
+
+        return __version__
 
 
 def _run_id() -> str:

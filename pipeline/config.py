@@ -91,6 +91,8 @@ class RunOptions:
     tls: TLSFiles | None = None  # client certificates for a tls:// scheduler
     performance_report: Path | None = None  # Dask's performance_report HTML of the run
     follow_symlinks: bool = False  # read input links that lead outside the input folder
+    # -v/-q/--log-level: a logging level name, for the local cluster's `silence_logs` too
+    log_level: str | None = None
 
     def __post_init__(self) -> None:
         if self.workers is not None:

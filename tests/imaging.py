@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-SEED_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "seed"
+#: Real photographs, downscaled, with their licences: tests/data/photos/SOURCES.md.
+PHOTO_DIR = Path(__file__).resolve().parent / "data" / "photos"
 
 #: Colours of the four quadrants of the orientation fixture (top-left, top-right, bottom-left,
 #: bottom-right), chosen so that every flip and rotation moves at least one of them.
@@ -33,8 +34,9 @@ STORE_FOR_ORIENTATION = {
 }
 
 
-def seed_photos() -> list[Path]:
-    return sorted(SEED_DIR.glob("*.jpg"))
+def real_photos() -> list[Path]:
+    """The camera photos kept in the repository (2048 px long side, JPEG quality 90)."""
+    return sorted(PHOTO_DIR.glob("*.jpg"))
 
 
 def quadrants(width: int, height: int) -> Image.Image:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def free_port() -> int:
         (["run", "--quality", "101"], "--quality must be an integer from 1 to 95"),
         (["run", "--max-size", "huge"], "invalid int value: 'huge'"),
         (["run", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
-        ([], "the following arguments are required"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args: list[str], message: str) -> None:
@@ -196,3 +197,141 @@ def test_no_process_of_a_run_outlives_it(tree: Path, tmp_path: Path) -> None:
             if os.getsid(p.pid) == session:
                 left.append(p.info)
     assert left == []
+
+
+# -- conventions: help, version, dry run, messages and progress ----------------------------------
+
+
+def test_bare_command_prints_the_help() -> None:
+    result = run_cli()
+    assert result.code == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m pipeline")
+    assert "run" in result.stdout
+    assert "samples" in result.stdout
+    assert "examples:" in result.stdout
+    assert result.stderr == ""
+
+
+def test_version_is_the_installed_one() -> None:
+    from importlib.metadata import version
+
+    result = run_cli("--version")
+    assert result.code == 0, result.stderr
+    assert result.stdout == f"pipeline {version('pipeline')}\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "opening"),
+    [("run", "Fit every image under the input folder"), ("samples", "Write generated")],
+)
+def test_each_command_has_a_description_and_examples(command: str, opening: str) -> None:
+    result = run_cli(command, "--help")
+    assert result.code == 0, result.stderr
+    description = result.stdout.split("\n\n")[1]
+    assert description.startswith(opening)
+    assert f"python -m pipeline {command} " in result.stdout.split("examples:")[1]
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file and folder under root with its mtime and content: any write shows."""
+    return {
+        str(p.relative_to(root)): (p.stat().st_mtime_ns, b"" if p.is_dir() else p.read_bytes())
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def test_dry_run_counts_new_stale_and_up_to_date_and_writes_nothing(
+    tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = run_cli("run", "--input", tree, "--output", out, "--max-size", "200", "--workers", "1")
+    assert first.code == 0, first.stderr
+    os.utime(tree / "sub" / "c.webp", ns=(1, 1))  # changed source: stale
+    (out / "sub" / "e.jpg").unlink()  # gone: new
+    (tree / "new.png").write_bytes((tree / "a.png").read_bytes())  # new
+    (out / "new.jpg").write_bytes(b"someone else's file")  # in the way: foreign
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    before = snapshot(tmp_path)
+    report = tmp_path / "never" / "report.json"
+    argv = ["run", "--input", tree, "--output", out, "--max-size", "200", "--dry-run"]
+    dry = run_cli(*argv, "--report", report, cwd=cwd)
+    assert dry.code == 0, dry.stderr
+    assert snapshot(tmp_path) == before  # no output, report, cache or temp file anywhere
+    lines = dry.stdout.splitlines()
+    assert lines[0] == f"dry run: 7 inputs in {tree} -> {out}"
+    counts = {line.split(None, 1)[1][:11].strip(): int(line.split()[0]) for line in lines
+              if line.strip()[:1].isdigit()}  # fmt: skip
+    assert counts == {"new": 1, "stale": 1, "up to date": 4, "foreign": 1}
+    assert "    sub/e.bmp -> sub/e.jpg" in dry.stdout
+    assert "    new.png -> new.jpg" in dry.stdout
+    other_settings = run_cli(*argv[:-1], "--max-size", "300", "--dry-run", "-v")
+    assert other_settings.code == 0, other_settings.stderr
+    assert "         5  stale" in other_settings.stdout
+    assert snapshot(tmp_path) == before
+
+
+def test_dry_run_creates_no_output_folder(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b"
+    result = run_cli("run", "--input", tree, "--output", out, "--dry-run", "--workers", "1")
+    assert result.code == 0, result.stderr
+    assert "         6  new" in result.stdout
+    assert not (tmp_path / "a").exists()
+    missing = run_cli("run", "--input", tmp_path / "nope", "--output", out, "--dry-run")
+    assert missing.code == 2
+    assert missing.stderr.strip().count("\n") == 0
+    same = run_cli("run", "--input", tree, "--output", tree, "--dry-run")
+    assert same.code == 2
+    assert "must not be the output" in same.stderr
+    negative = run_cli("run", "--input", tree, "--dry-run", "--progress-every", "-1")
+    assert negative.code == 2
+    assert "--progress-every" in negative.stderr
+
+
+def test_progress_lines_when_stdout_is_not_a_terminal(tree: Path, tmp_path: Path) -> None:
+    """stdout is a pipe here, as in docker compose or SLURM logs: plain lines, no bar."""
+    argv = ["run", "--input", tree, "--output", tmp_path / "out", "--workers", "1"]
+    result = run_cli(*argv, "--progress-every", "0.1")
+    assert result.code == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("progress: ")]
+    assert lines, result.stdout  # the cluster's start alone takes longer than 0.1 s
+    pattern = r"progress: \d/6 images \(\d+%\), \d ok, \d skipped, 0 failed, [\d.]+ images/s, "
+    assert all(re.match(pattern + r"ETA (\d+ s|-), \d+ s elapsed$", line) for line in lines), lines
+    assert "\r" not in result.stdout + result.stderr
+    quiet = run_cli(*argv, "--overwrite", "-q", "--progress-every", "0.1")
+    assert quiet.code == 0, quiet.stderr
+    assert quiet.stdout == ""
+
+
+def test_log_level_flags() -> None:
+    from pipeline import logs
+
+    assert logs.level_for(verbose=0, explicit=None) is None
+    assert logs.level_for(verbose=1, explicit=None) == "INFO"
+    assert logs.level_for(verbose=2, explicit=None) == "DEBUG"
+    assert logs.level_for(verbose=2, explicit="warning") == "WARNING"
+    bad = run_cli("run", "--log-level", "loud", "--dry-run")
+    assert bad.code == 2
+    assert "--log-level" in bad.stderr
+
+
+def test_log_level_reaches_dask_in_this_process_and_in_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import logging
+
+    from pipeline import logs
+
+    monkeypatch.setenv(logs.DASK_ENV, "warning")  # restored (or removed) after the test
+    saved = {name: logging.getLogger(name).level for name in ("pipeline", *logs.DASK_LOGGERS)}
+    try:
+        logs.configure("DEBUG")
+        assert logging.getLogger("pipeline").getEffectiveLevel() == logging.DEBUG
+        assert logging.getLogger("distributed.worker").getEffectiveLevel() == logging.DEBUG
+        assert os.environ[logs.DASK_ENV] == "debug"
+        code = "import distributed, logging; print(logging.getLogger('distributed').level)"
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert child.stdout.strip() == str(logging.DEBUG), child.stderr
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import conftest_dashboard as sim
 import pytest
+from conftest import require_tool
 from distributed import Client, LocalCluster
 from tornado.websocket import websocket_connect
 
@@ -76,13 +77,11 @@ PROBE_JS = """(() => {
 
 
 def chromium_binary() -> str:
-    for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if name and shutil.which(name):
-            return str(shutil.which(name))
-    pytest.fail(
-        "Chromium not found: install it (Debian/Ubuntu: apt-get install -y chromium) "
-        "or set CHROMIUM=/path/to/chrome. This test must not be skipped."
+    names = filter(
+        None, (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome")
     )
+    hint = "install it (Debian/Ubuntu: apt-get install -y chromium) or set CHROMIUM=/path/to/it"
+    return require_tool(*names, hint=hint)
 
 
 @contextlib.contextmanager
