@@ -13,10 +13,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline import outputs
+from pipeline import outputs, safety
 from pipeline.config import RunOptions
 from pipeline.discover import Job, iter_jobs
 from pipeline.errors import UsageError
+from pipeline.safety import shown as shown_name
 from pipeline.storage import Store
 
 NEW, STALE, UP_TO_DATE, FOREIGN, UNREADABLE = "new", "stale", "up to date", "foreign", "unreadable"
@@ -60,7 +61,9 @@ class Plan:
             if self.counts[state] or state in (NEW, STALE, UP_TO_DATE):
                 out.append(f"  {self.counts[state]:>8}  {state:<11} {meaning}")
             shown = self.examples.get(state, [])
-            out += [f"            {job.input} -> {job.output}" for job in shown]
+            out += [
+                f"            {shown_name(job.input)} -> {shown_name(job.output)}" for job in shown
+            ]
             if 0 < len(shown) < self.counts[state]:
                 out.append(
                     f"            ... and {self.counts[state] - len(shown)} more (-v lists all)"
@@ -95,10 +98,8 @@ def plan(opts: RunOptions, *, examples: int = 0, all_examples: bool = False) -> 
 
 def _check_overlap(source: Store, target: Store) -> None:
     """The refusals a run makes before any work, for overlapping input and output."""
-    if target.same_place(source):
-        raise UsageError(f"the input {source.root} must not be the output or inside it")
-    if source.remote and target.remote and source.same_place(target):
-        raise UsageError(f"output {target.root} must not be inside the input {source.root}")
+    if source.remote == target.remote:
+        safety.check_overlap(source.root, target.root, remote=source.remote)
 
 
 def _checker(source: Store, target: Store, fingerprint: str) -> Callable[[Job], str]:

@@ -282,7 +282,7 @@ def test_dry_run_creates_no_output_folder(tree: Path, tmp_path: Path) -> None:
     assert missing.stderr.strip().count("\n") == 0
     same = run_cli("run", "--input", tree, "--output", tree, "--dry-run")
     assert same.code == 2
-    assert "must not be the output" in same.stderr
+    assert "the output is the input folder" in same.stderr
     negative = run_cli("run", "--input", tree, "--dry-run", "--progress-every", "-1")
     assert negative.code == 2
     assert "--progress-every" in negative.stderr
