@@ -81,6 +81,7 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add("--performance-report", type=Path, metavar="HTML", help="save Dask's performance report")
     add("--keep-alive", action="store_true", help="keep the local cluster's dashboard up after")
     add("--quiet", action="store_true", help="no progress bar or summary on the terminal")
+    add("--scheduler-file", type=Path, metavar="JSON", help="existing Dask scheduler's file")
 
 
 def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
@@ -109,6 +110,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
         connect_timeout=_pick(args.connect_timeout, None, config.DEFAULT_CONNECT_TIMEOUT),
         tls=_tls(args),
         performance_report=args.performance_report,
+        scheduler_file=args.scheduler_file,
     )
 
 
@@ -129,10 +131,6 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def _run(opts: RunOptions, *, quiet: bool, after: _After) -> int:
-    if opts.scheduler is None:  # before the imports below: the workers' start overlaps them
-        from pipeline.cluster import prestart_local_workers
-
-        prestart_local_workers()
     from pipeline.runner import run_pipeline
 
     signal.signal(signal.SIGTERM, _interrupt)

@@ -90,6 +90,7 @@ class RunOptions:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     tls: TLSFiles | None = None  # client certificates for a tls:// scheduler
     performance_report: Path | None = None  # Dask's performance_report HTML of the run
+    scheduler_file: Path | None = None  # written by `dask scheduler --scheduler-file`
 
     def __post_init__(self) -> None:
         if self.workers is not None:
