@@ -13,8 +13,10 @@ environment) and a memory cap fit for image work.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +27,7 @@ HOST = "127.0.0.1"
 DASHBOARD_ADDRESS = f"{HOST}:8787"
 MEMORY_LIMIT_CAP = 4 << 30  # per local worker: ample for a 100 MP image, bounded for bombs
 LOCAL_ALLOWED_FAILURES = 2  # worker deaths before a local task counts as poisonous
+HEARTBEAT_DRAIN = 5.0  # seconds a worker waits at most for its last heartbeat's reply
 
 
 @contextlib.contextmanager
@@ -49,7 +52,32 @@ def local_client(opts: RunOptions) -> Iterator[Any]:
         ) as cluster,
         Client(cluster) as client,
     ):
-        yield client
+        try:
+            yield client
+        finally:
+            quiet_heartbeats(client)
+
+
+def quiet_heartbeats(client: Any) -> None:
+    """Stop the workers' heartbeats, and let the last one get its reply, before they close.
+
+    A worker closing (as `LocalCluster.close` has it do, before the scheduler closes) shuts
+    its connections while a heartbeat may still wait for the scheduler's reply, and logs that
+    as an ERROR with two tracebacks: on a busy machine, after a run that went well. A
+    heartbeat sent after the scheduler retired the worker gets a WARNING each side. With the
+    heartbeats stopped first, the close finds none in flight and none comes late.
+    """
+    with contextlib.suppress(Exception):  # a cluster going down anyway: nothing to quieten
+        client.run(_drain_heartbeat)
+
+
+async def _drain_heartbeat(dask_worker: Any) -> None:
+    """In a worker: no heartbeat after this one, and none in flight (the only call the idle
+    worker has open with the scheduler, so none is in flight once its pool is idle)."""
+    dask_worker.periodic_callbacks["heartbeat"].stop()
+    deadline = time.monotonic() + HEARTBEAT_DRAIN
+    while dask_worker.rpc.active and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
 
 
 def local_config() -> dict[str, Any]:
