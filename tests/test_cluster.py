@@ -6,10 +6,12 @@ the local clusters are the pipeline's own, started by the CLI or by `connected()
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -211,6 +213,19 @@ def test_local_workers_are_tuned_and_capped(monkeypatch: pytest.MonkeyPatch) -> 
     assert info["nthreads"] == 1
     assert 0 < info["memory_limit"] <= 4 << 30
     assert address.startswith("tls://127.0.0.1:")
+
+
+def test_a_taken_dashboard_port_is_no_warning(tree: Path, tmp_path: Path) -> None:
+    """With :8787 taken, the local dashboard gets a free port; the run prints the link it got."""
+    with contextlib.ExitStack() as stack:
+        holder = stack.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # already taken (another cluster's): as good
+            holder.bind(("127.0.0.1", 8787))
+            holder.listen()
+        result = run_cli("run", "--input", tree, "--output", tmp_path / "out", "--workers", "1")
+    assert result.code == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("Dask dashboard: http://127.0.0.1:")
 
 
 _INTRUDER = """

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,13 +36,29 @@ def local_client(opts: RunOptions) -> Iterator[Any]:
     """Start a local cluster of `opts.workers` (default: one per core), yield a client of it,
     and close both when done."""
     import dask
-    from distributed import Client, LocalCluster
-    from distributed.security import Security
+    from distributed import Client
 
     workers = opts.workers or os.cpu_count() or 1
     with (
-        dask.config.set(local_config()),
-        LocalCluster(
+        dask.config.set(local_config()),  # for the workers, and any restarted later
+        _start_cluster(workers) as cluster,
+        Client(cluster) as client,
+    ):
+        try:
+            yield client
+        finally:
+            quiet_heartbeats(client)
+
+
+def _start_cluster(workers: int) -> Any:
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    with warnings.catch_warnings():
+        # When :8787 is taken (another cluster's), Dask serves the dashboard on a free port and
+        # warns; the run prints the link it got, so the warning only adds noise.
+        warnings.filterwarnings("ignore", r"Port \d+ is already in use", UserWarning)
+        return LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
@@ -49,13 +66,7 @@ def local_client(opts: RunOptions) -> Iterator[Any]:
             dashboard_address=DASHBOARD_ADDRESS,
             security=Security.temporary(),
             memory_limit=local_memory_limit(workers),
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        try:
-            yield client
-        finally:
-            quiet_heartbeats(client)
+        )
 
 
 def quiet_heartbeats(client: Any) -> None:
