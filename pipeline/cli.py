@@ -81,7 +81,12 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add("--performance-report", type=Path, metavar="HTML", help="save Dask's performance report")
     add("--keep-alive", action="store_true", help="keep the local cluster's dashboard up after")
     add("--quiet", action="store_true", help="no progress bar or summary on the terminal")
-    add("--scheduler-file", type=Path, metavar="JSON", help="existing Dask scheduler's file")
+    add(
+        "--scheduler-file",
+        type=Path,
+        metavar="PATH",
+        help="existing Dask scheduler, from the file `dask scheduler --scheduler-file` writes",
+    )
 
 
 def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
