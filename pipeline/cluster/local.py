@@ -83,8 +83,9 @@ def quiet_heartbeats(client: Any) -> None:
 
 
 async def _drain_heartbeat(dask_worker: Any) -> None:
-    """In a worker: no heartbeat after this one, and none in flight (the only call the idle
-    worker has open with the scheduler, so none is in flight once its pool is idle)."""
+    """In a worker: stop the heartbeat, then wait (HEARTBEAT_DRAIN s at most) for the reply to
+    the one in flight, if any. An idle worker's only call to the scheduler is its heartbeat, so
+    once its connection pool has no call open, none is in flight."""
     dask_worker.periodic_callbacks["heartbeat"].stop()
     deadline = time.monotonic() + HEARTBEAT_DRAIN
     while dask_worker.rpc.active and time.monotonic() < deadline:
