@@ -5,7 +5,7 @@ Architecture (data flows one way):
 - config.py     frozen Settings/RunOptions; flag > env var > default; validated up front
 - discover.py   streams the input tree folder by folder; output names; collisions made unique
 - runner.py     drives the run on Dask: bags in waves, streamed results, poisonous images
-                isolated; cluster.py connects to (or starts) the cluster it runs on
+                isolated; cluster/ connects to (or starts) the cluster it runs on
 - task.py       one partition: read -> transform -> atomic write -> record; never raises
 - transform.py  pure: encoded bytes + Settings -> JPEG bytes + facts (Pillow only)
 - storage.py    local folders or fsspec URLs; outputs.py: atomic writes, up-to-date marker
@@ -44,13 +44,16 @@ def run(
     client: Any = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    scheduler_file: str | Path | None = None,
     only: Collection[str] | None = None,
     progress: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """Make a web-ready JPEG of every image under `input`, mirrored under `output`.
 
     Runs on `client` when given (reuse one in a notebook: no cluster start per run), else on
-    the scheduler at `scheduler`, else on a new local cluster of `workers` processes.
+    the scheduler at `scheduler` or named in `scheduler_file` (the current Dask client's, as in
+    a `with Client(...):` block, when neither names another), else on a new local cluster of
+    `workers` processes.
     `only` limits the run to these input paths (relative to `input`); `progress` is called
     with the report as results arrive. Returns the run report; failed images are records in
     it, never exceptions. A bad setting or an unusable folder raises `UsageError`.
@@ -68,6 +71,7 @@ def run(
         workers=workers,
         overwrite=overwrite,
         timeout=timeout,
+        scheduler_file=Path(scheduler_file) if scheduler_file is not None else None,
     )
     return run_pipeline(opts, client=client, only=only, progress=progress)
 

@@ -115,6 +115,12 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also read input links that lead outside the input folder",
     )
+    add(
+        "--scheduler-file",
+        type=Path,
+        metavar="PATH",
+        help="existing Dask scheduler, from the file `dask scheduler --scheduler-file` writes",
+    )
 
 
 def _add_convention_options(run: argparse.ArgumentParser) -> None:
@@ -162,6 +168,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
         tls=_tls(args),
         performance_report=args.performance_report,
         follow_symlinks=args.follow_symlinks,
+        scheduler_file=args.scheduler_file,
     )
 
 
@@ -205,10 +212,6 @@ def _dry_run(opts: RunOptions, *, verbose: int) -> int:
 
 
 def _run(opts: RunOptions, *, quiet: bool, after: _After, progress_every: float = 10.0) -> int:
-    if opts.scheduler is None:  # before the imports below: the workers' start overlaps them
-        from pipeline.cluster import prestart_local_workers
-
-        prestart_local_workers()
     from pipeline.runner import run_pipeline
 
     signal.signal(signal.SIGTERM, _interrupt)

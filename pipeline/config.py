@@ -93,6 +93,7 @@ class RunOptions:
     follow_symlinks: bool = False  # read input links that lead outside the input folder
     # -v/-q/--log-level: a logging level name, for the local cluster's `silence_logs` too
     log_level: str | None = None
+    scheduler_file: Path | None = None  # written by `dask scheduler --scheduler-file`
 
     def __post_init__(self) -> None:
         if self.workers is not None:

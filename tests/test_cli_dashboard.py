@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -50,40 +49,3 @@ def test_keep_alive_keeps_the_dashboard_until_interrupted(tree: Path, tmp_path: 
     finally:
         proc.kill()
         proc.wait()
-
-
-_UNWATCHED = """
-import json, sys, urllib.request
-from pipeline import cluster, runner
-from pipeline.config import RunOptions
-
-def look(client):
-    facts = {"unasked": "bokeh" in sys.modules}
-    link = client.dashboard_link
-    for page in ("throughput", "status"):
-        with urllib.request.urlopen(link.replace("/status", "/" + page), timeout=20) as r:
-            facts[page] = [r.status, b"Dask" in r.read()]
-    facts["asked"] = "bokeh" in sys.modules
-    print(json.dumps(facts))
-
-if __name__ == "__main__":
-    cluster.prestart_local_workers()
-    report = runner.run_pipeline(
-        RunOptions(input=sys.argv[1], output=sys.argv[2], workers=1), on_finish=look
-    )
-    assert report.summary()["ok"] == 6, report.summary()
-"""
-
-
-def test_a_run_nobody_watches_never_imports_bokeh(tree: Path, tmp_path: Path) -> None:
-    """The scheduler (in the CLI's process) mounts the Bokeh pages, ours with Dask's, only on
-    the first request for one: until then bokeh is not even imported."""
-    script = tmp_path / "unwatched.py"
-    script.write_text(_UNWATCHED)
-    env = {k: v for k, v in os.environ.items() if k not in PIPELINE_ENV}
-    argv = [sys.executable, str(script), str(tree), str(tmp_path / "out")]
-    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    facts = json.loads(done.stdout.splitlines()[-1])
-    assert facts == {"unasked": False, "throughput": [200, True], "status": [200, True],
-                     "asked": True}  # fmt: skip

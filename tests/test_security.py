@@ -46,9 +46,9 @@ def test_local_cluster_and_dashboard_listen_on_loopback_only(tmp_path: Path) -> 
     report = run_pipeline(opts, on_connect=on_connect)
     assert report.counts["ok"] == 1
     assert seen["addresses"] == {"127.0.0.1"}
-    assert seen["scheduler"].startswith("tcp://127.0.0.1:")
+    assert seen["scheduler"].startswith("tls://127.0.0.1:")
     assert len(seen["workers"]) == 2
-    assert all(w.startswith("tcp://127.0.0.1:") for w in seen["workers"])
+    assert all(w.startswith("tls://127.0.0.1:") for w in seen["workers"])
 
 
 def write_certificates(folder: Path) -> dict[str, Path]:

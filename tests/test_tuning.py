@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
-import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dask
@@ -188,69 +185,3 @@ def test_importing_does_no_work() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["0", "False"]
-
-
-def test_fork_server_environment_is_distributeds_default() -> None:
-    import distributed
-    import yaml
-
-    from pipeline import cluster
-
-    with open(Path(distributed.__file__).parent / "distributed.yaml") as f:
-        defaults = yaml.safe_load(f)["distributed"]["nanny"]["pre-spawn-environ"]
-    assert {k: str(defaults[k]) for k in cluster.SERVER_ENVIRON} == cluster.SERVER_ENVIRON
-
-
-_FORKED_WORKERS = """
-import json, os, sys
-from pipeline import cluster
-from pipeline.config import RunOptions
-
-REFAULT_MIB, REFAULT_TIMES = {mib}, {times}
-{refaults}
-def facts():
-    import sys
-    return {{"parent": os.getppid(), "refaults": _refaults(),
-            "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
-            "arenas": os.environ.get("MALLOC_ARENA_MAX"),
-            "omp": os.environ.get("OMP_NUM_THREADS"), "warm": "pipeline.transform" in sys.modules}}
-
-if __name__ == "__main__":
-    cluster.prestart_local_workers()
-    with cluster.connected(RunOptions(workers=2), None) as client:
-        seen = list(client.run(facts).values())
-        client.restart()  # every worker process replaced: forked again from the same server
-        again = list(client.run(facts).values())
-    server_left = os.path.exists(f"/proc/{{seen[0]['parent']}}")  # reaped: not even a zombie
-    print(json.dumps({{"me": os.getpid(), "seen": seen, "again": again, "left": server_left}}))
-"""
-
-
-@pytest.mark.slow
-def test_cli_workers_are_forked_warm_from_a_server_with_the_nanny_environment(
-    tmp_path: Any,
-) -> None:
-    """What the CLI does: a fork server started first, its workers have their modules already
-    imported (also after a restart), and the environment the Nanny gives a spawned worker; the
-    server is gone once the cluster is."""
-    script = tmp_path / "forked.py"
-    source = inspect.getsource(_refaults)
-    script.write_text(_FORKED_WORKERS.format(mib=REFAULT_MIB, times=REFAULT_TIMES, refaults=source))
-    env = {**os.environ, TRIM: "65536", "OMP_NUM_THREADS": "8"}
-    done = subprocess.run(
-        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.splitlines()[-1])
-    for facts in result["seen"] + result["again"]:
-        assert facts["parent"] != result["me"]  # the fork server's child, not the Nanny's
-        assert facts == {
-            **facts,
-            "trim": tuning.MALLOC_ENVIRON[TRIM],
-            "arenas": "1",
-            "omp": "1",
-            "warm": True,
-        }
-        assert facts["refaults"] < 2 * PAGES  # glibc in the fork server read MALLOC_ENVIRON
-    assert len({f["parent"] for f in result["seen"] + result["again"]}) == 1
-    assert result["left"] is False
