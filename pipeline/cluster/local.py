@@ -41,7 +41,7 @@ def local_client(opts: RunOptions) -> Iterator[Any]:
     workers = opts.workers or os.cpu_count() or 1
     with (
         dask.config.set(local_config()),  # for the workers, and any restarted later
-        _start_cluster(workers) as cluster,
+        _start_cluster(workers, opts.log_level) as cluster,
         Client(cluster) as client,
     ):
         try:
@@ -50,7 +50,9 @@ def local_client(opts: RunOptions) -> Iterator[Any]:
             quiet_heartbeats(client)
 
 
-def _start_cluster(workers: int) -> Any:
+def _start_cluster(workers: int, log_level: str | None) -> Any:
+    import logging
+
     from distributed import LocalCluster
     from distributed.security import Security
 
@@ -66,6 +68,8 @@ def _start_cluster(workers: int) -> Any:
             dashboard_address=DASHBOARD_ADDRESS,
             security=Security.temporary(),
             memory_limit=local_memory_limit(workers),
+            # Dask's messages at the level -v/--log-level asked for (LocalCluster: warnings)
+            silence_logs=logging.getLevelName(log_level) if log_level else logging.WARNING,
         )
 
 
