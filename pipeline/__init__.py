@@ -21,13 +21,24 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import RunOptions, Settings
+from pipeline.config import RunOptions, Settings, TLSFiles
 from pipeline.errors import ImageError, UsageError
 
 if TYPE_CHECKING:
+    from dask.bag import Bag
+
     from pipeline.report import RunReport
 
-__all__ = ["ImageError", "RunOptions", "Settings", "UsageError", "rerun", "run"]
+__all__ = [
+    "ImageError",
+    "RunOptions",
+    "Settings",
+    "TLSFiles",
+    "UsageError",
+    "bag",
+    "rerun",
+    "run",
+]
 __version__ = "0.1.0"
 
 
@@ -43,37 +54,60 @@ def run(
     timeout: float = RunOptions.timeout,
     client: Any = None,
     scheduler: str | None = None,
+    scheduler_file: str | Path | None = None,
     workers: int | None = None,
+    connect_timeout: float = RunOptions.connect_timeout,
+    tls: TLSFiles | None = None,
+    report: str | Path | None = None,
+    performance_report: str | Path | None = None,
+    keep_records: bool = False,
     only: Collection[str] | None = None,
     progress: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """Make a web-ready JPEG of every image under `input`, mirrored under `output`.
 
-    Runs on `client` when given (reuse one in a notebook: no cluster start per run), else on
-    the scheduler at `scheduler`, else on a new local cluster of `workers` processes.
-    `only` limits the run to these input paths (relative to `input`); `progress` is called
-    with the report as results arrive. Returns the run report; failed images are records in
-    it, never exceptions. A bad setting or an unusable folder raises `UsageError`.
+    `input` and `output` are folders or URLs (`s3://bucket/prefix`, passed to fsspec as they
+    are). The cluster is, in this order: `client`; the current default client (inside
+    `with Client(...):`); the scheduler at `scheduler` or in `scheduler_file`; a new local
+    cluster of `workers` processes. `connect_timeout` bounds the wait for the scheduler and for
+    its first worker (make it longer for clusters that start workers on demand); `tls` holds
+    the client certificates for a `tls://` scheduler. `report` also writes the JSON report
+    there (as the CLI's `--report`), `performance_report` Dask's HTML performance report.
+
+    The per-file records are spooled to disk as they arrive (memory stays flat however many
+    inputs there are) and read back from `report.records`; `keep_records=True` keeps them in
+    memory instead. `only` limits the run to these input paths (relative to `input`);
+    `progress` is called with the report as results arrive. Returns the run report; failed
+    images are records in it, never exceptions. A bad setting or an unusable folder raises
+    `UsageError`.
     """
-    from pipeline.runner import run_pipeline
+    from pipeline.storage import as_location
 
     settings = Settings(
         max_size=max_size, quality=quality, max_pixels=max_pixels, background=background
     )
+    extra: dict[str, Any] = {}
+    if scheduler_file is not None:  # a RunOptions field of the connect code
+        extra["scheduler_file"] = Path(scheduler_file)
     opts = RunOptions(
-        input=Path(input),
-        output=Path(output),
+        input=as_location(input),
+        output=as_location(output),
         settings=settings,
         scheduler=scheduler,
         workers=workers,
         overwrite=overwrite,
+        report=None if report is None else Path(report),
         timeout=timeout,
+        connect_timeout=connect_timeout,
+        tls=tls,
+        performance_report=None if performance_report is None else Path(performance_report),
+        **extra,
     )
-    return run_pipeline(opts, client=client, only=only, progress=progress)
+    return _run(opts, client=client, only=only, progress=progress, keep_records=keep_records)
 
 
 def rerun(
-    report: RunReport,
+    report: RunReport | str | Path,
     *,
     failed_only: bool = True,
     client: Any = None,
@@ -82,13 +116,16 @@ def rerun(
 ) -> RunReport:
     """Run again what `report` ran: only its failed inputs (default), or everything.
 
-    Keyword `changes` override settings or options (`max_size=640, quality=70`,
-    `overwrite=True`); changed output settings make every output be redone.
+    `report` is a RunReport or the path of a JSON report (the CLI's `--report`). Keyword
+    `changes` override settings or options (`max_size=640, quality=70`, `overwrite=True`,
+    `report="again.json"`); changed output settings make every output be redone.
     """
     from dataclasses import fields, replace
 
-    from pipeline.runner import run_pipeline
+    from pipeline.report import RunReport
 
+    if not isinstance(report, RunReport):
+        report = RunReport.from_json(report)
     if report.options is None:
         raise UsageError("this report has no run options to repeat")
     setting_names = {f.name for f in fields(Settings)}
@@ -101,4 +138,47 @@ def rerun(
         **{k: v for k, v in changes.items() if k not in setting_names},
     )
     only = report.failed_inputs if failed_only else None
-    return run_pipeline(opts, client=client, only=only, progress=progress)
+    return _run(opts, client=client, only=only, progress=progress)
+
+
+def bag(input: str | Path, output: str | Path, **kwargs: Any) -> Bag:
+    """A lazy `dask.bag.Bag` of run records: resize-and-save mapped over the input files.
+
+    Nothing is processed until it is computed: `.filter()`, `.to_dataframe()`,
+    `dask.compute()` it with other work, watch it with `distributed.progress`. Keywords: the
+    settings (`max_size`, `quality`, `max_pixels`, `background`), `overwrite`, `timeout`,
+    `partition_size` (images per task). For a large run on a cluster use `run()`, which
+    streams the work in waves, follows the cluster as it grows, and isolates poisonous images.
+    """
+    from pipeline.lazy import records_bag
+    from pipeline.storage import as_location
+
+    return records_bag(as_location(input), as_location(output), **kwargs)
+
+
+def _run(
+    opts: RunOptions,
+    *,
+    client: Any,
+    only: Collection[str] | None,
+    progress: Callable[[RunReport], None] | None,
+    keep_records: bool = False,
+) -> RunReport:
+    """Run with the records spooled beside the JSON report (or in the temporary folder)."""
+    import tempfile
+    import uuid
+
+    from pipeline.report import RunReport
+    from pipeline.runner import run_pipeline
+
+    spool_dir = opts.report.parent if opts.report is not None else Path(tempfile.gettempdir())
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    report = RunReport(
+        run_id=uuid.uuid4().hex[:12],
+        keep_records=keep_records,
+        spool_dir=None if keep_records else spool_dir,
+    )
+    run_pipeline(opts, client=client, report=report, only=only, progress=progress)
+    if opts.report is not None:
+        report.write_json(opts.report)
+    return report

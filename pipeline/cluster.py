@@ -70,7 +70,6 @@ def _remote_client(opts: RunOptions) -> Iterator[Any]:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise UsageError(f"cannot reach Dask scheduler at {opts.scheduler}: {reason}") from None
     try:
-        _wait_for_workers(client, opts)
         yield client
     finally:
         client.close()

@@ -7,6 +7,13 @@ graph stays small however many inputs there are, the first images start while di
 on, and partitions run in the order they were formed. Results come back per partition and
 are folded into the report.
 
+The cluster may grow or shrink during a run (`cluster.adapt()`, workers started by hand, a
+batch queue): the worker threads are re-read from the scheduler as results arrive (`_Threads`),
+and work in flight follows them, so a worker that joins gets work within one wave, and an
+adaptive deployment always sees queued work to scale up for. A cluster with no workers gets
+the first wave anyway (an adaptive one only starts workers for queued work); the run waits
+`connect_timeout` seconds for a worker before it gives up with a `UsageError`.
+
 A partition whose worker died too often (`KilledWorker`: an image that crashes its process
 every time) is split into one-image partitions, so only the guilty image is lost, and it is
 reported as failed.
@@ -30,6 +37,7 @@ from pipeline import tuning
 from pipeline.cluster import connected
 from pipeline.config import RunOptions
 from pipeline.discover import Job, iter_jobs
+from pipeline.errors import UsageError
 from pipeline.events import RUN_TOPIC
 from pipeline.report import RunReport
 from pipeline.storage import Store, check_locations
@@ -45,6 +53,7 @@ MAX_PARTITION = 256  # images per task at most: small enough to balance, large e
 PARTITIONS_PER_THREAD = 4  # once the rest is known: a partition is 1/(threads x 4) of it
 LOOKAHEAD = 4096  # inputs discovered ahead of the partition being formed
 IN_FLIGHT_PER_THREAD = 3  # partitions submitted but unfinished, per worker thread
+THREADS_REFRESH = 1.0  # seconds between two reads of the cluster's worker threads
 WORKER_DIED = "worker died while processing this image"
 
 Progress = Callable[[RunReport], None]
@@ -122,7 +131,7 @@ def _execute(
     flights: dict[str, _Flight],
     after_wave: Callable[[], None] = lambda: None,
 ) -> None:
-    threads = max(1, _total_threads(client))
+    threads = _Threads(client, opts.connect_timeout)
     found = iter_jobs(opts.input, opts.output)
     if only is not None:
         wanted = set(only)
@@ -131,10 +140,10 @@ def _execute(
     driver = _Driver(client, ctx, report, flights, lambda: _tick(report, progress, started))
     driver.after_wave = after_wave
     try:
-        suspects = driver.drive(partitions, limit=threads * IN_FLIGHT_PER_THREAD)
+        suspects = driver.drive(partitions, limit=lambda: threads.usable() * IN_FLIGHT_PER_THREAD)
         # Images whose partition kept killing workers: now each runs alone, so a death can
         # only be its own fault (a queued neighbour on a dying worker is counted too).
-        driver.drive(iter([[job] for job in suspects]), limit=1, quarantine=True)
+        driver.drive(iter([[job] for job in suspects]), limit=lambda: 1, quarantine=True)
     except BaseException:
         client.cancel([f.future for f in flights.values()])
         raise
@@ -169,14 +178,21 @@ class _Driver:
         self.after_wave: Callable[[], None] = lambda: None  # after each submitted wave
 
     def drive(
-        self, partitions: Iterator[list[Job]], *, limit: int, quarantine: bool = False
+        self,
+        partitions: Iterator[list[Job]],
+        *,
+        limit: Callable[[], int],
+        quarantine: bool = False,
     ) -> list[Job]:
-        """Run `partitions` to the end; return the images suspected of killing workers."""
+        """Run `partitions` to the end; return the images suspected of killing workers.
+
+        `limit()` is how many partitions may be in flight now; it is asked before each wave.
+        """
         from distributed import wait
 
         suspects: list[Job] = []
         while True:
-            room = limit - len(self.flights)
+            room = limit() - len(self.flights)
             if room > 0 and self.report.stopped is None:
                 wave = self.queue[:room] or list(islice(partitions, room))
                 del self.queue[: len(wave) if self.queue else 0]
@@ -251,7 +267,7 @@ def _run_partition(parts: Sequence[list[Job]], ctx: TaskContext) -> list[Record]
     return process_partition(chain.from_iterable(parts), ctx)
 
 
-def _partitions(jobs: Iterator[Job], threads: int) -> Iterator[list[Job]]:
+def _partitions(jobs: Iterator[Job], threads: Callable[[], int]) -> Iterator[list[Job]]:
     """Group jobs into partitions by guided self-scheduling.
 
     While discovery still has more than LOOKAHEAD inputs ahead, a partition is MAX_PARTITION
@@ -259,7 +275,7 @@ def _partitions(jobs: Iterator[Job], threads: int) -> Iterator[list[Job]]:
     first, and each partition takes 1/(threads x PARTITIONS_PER_THREAD) of what is left, so
     the sizes shrink to single images at the very end, and those are the smallest files: no
     worker idles while another finishes a long partition or one big image, for a run of 200
-    images as for the tail of a run of millions.
+    images as for the tail of a run of millions. `threads()` is the cluster's now.
     """
     ahead: deque[Job] = deque()
     more = True
@@ -273,7 +289,7 @@ def _partitions(jobs: Iterator[Job], threads: int) -> Iterator[list[Job]]:
                 ahead = deque(sorted(ahead, key=lambda job: -job.size))
         if not ahead:
             return
-        share = math.ceil(len(ahead) / (threads * PARTITIONS_PER_THREAD))
+        share = math.ceil(len(ahead) / (threads() * PARTITIONS_PER_THREAD))
         size = MAX_PARTITION if more else min(MAX_PARTITION, share)
         yield [ahead.popleft() for _ in range(min(size, len(ahead)))]
 
@@ -286,9 +302,49 @@ def _counted(jobs: Iterator[Job], report: RunReport, client: Any) -> Iterator[Jo
     _log_run(client, report, "discovered")
 
 
-def _total_threads(client: Any) -> int:
-    info = client.scheduler_info()
-    return sum(w["nthreads"] for w in info.get("workers", {}).values())
+class _Threads:
+    """The cluster's worker threads, read from the scheduler at most once per THREADS_REFRESH.
+
+    With no workers, the run waits for one: it says so once on stderr, and raises a
+    `UsageError` when none has come for `patience` seconds (at the start, or after the last
+    one left).
+    """
+
+    def __init__(self, client: Any, patience: float) -> None:
+        self.client, self.patience = client, patience
+        self.count = 0
+        self.read_at = -math.inf
+        self.empty_since: float | None = None
+
+    def usable(self) -> int:
+        """The current worker threads, at least 1: the first wave goes out before any worker."""
+        now = time.monotonic()
+        if now - self.read_at >= THREADS_REFRESH:
+            self.read_at = now
+            self.count = sum(self.client.nthreads().values())
+            self._check_empty(now)
+        return max(1, self.count)
+
+    __call__ = usable
+
+    def _check_empty(self, now: float) -> None:
+        if self.count > 0:
+            self.empty_since = None
+            return
+        address = getattr(self.client.scheduler, "address", "the scheduler")
+        if self.empty_since is None:
+            self.empty_since = now
+            print(
+                f"pipeline: waiting for workers to join {address} "
+                f"(up to {self.patience:g} s, --connect-timeout)",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif now - self.empty_since > self.patience:
+            raise UsageError(
+                f"no workers joined the Dask scheduler at {address} within {self.patience:g} s; "
+                f"start some (dask worker {address}) or wait longer with --connect-timeout"
+            )
 
 
 class _Once:
