@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from dask.bag import Bag
 
     from pipeline.discover import Job
-    from pipeline.task import Record, TaskContext
+    from pipeline.task import TaskContext
 
 TASKS_WANTED = 100  # partitions of a bag without partition_size: enough to spread, few to track
 MAX_PARTITION = 256  # images per partition at most (as the runner's partitions)
@@ -58,7 +58,9 @@ def records_bag(
     return records
 
 
-def _process(jobs: list[Job], ctx: TaskContext) -> list[Record]:
+def _process(jobs: list[Job], ctx: TaskContext) -> list[dict[str, Any]]:
+    """The report's fields of each record: the same columns in every partition."""
+    from pipeline.report import REPORT_FIELDS
     from pipeline.task import process_partition
 
-    return process_partition(jobs, ctx)
+    return [{k: r.get(k) for k in REPORT_FIELDS} for r in process_partition(jobs, ctx)]
