@@ -15,8 +15,9 @@ the spooled report. Two runs, each `python -m pipeline run` as a separate proces
 2. **The driver's ceiling**: --ceiling-count inputs through a separately started
    `dask scheduler` with --workers single-threaded `dask worker`s, so the CPU the client and
    the scheduler spend is each measured on its own process (rusage of the CLI; /proc ticks of
-   the scheduler). With workers doing no image work, inputs/s is what the client and the
-   scheduler can handle.
+   the scheduler). With workers doing no image work, inputs/s is what the client, the
+   scheduler and these workers handle together on this machine; inputs per CPU second of the
+   CLI and of the scheduler is what each handles with a core to itself (the ceiling).
 
 The graph per wave is the pickled graph of the one-partition bags `runner._submit` sends, for a
 full partition and for a wave of IN_FLIGHT_PER_THREAD partitions per worker thread, built here
@@ -178,6 +179,9 @@ def ceiling_run(tree: Path, root: Path, workers: int, count: int) -> dict[str, A
         cli_cpu_ms_per_1000_inputs=round(out["cli_cpu_s"] * 1e6 / count),
         scheduler_cpu_ms_per_1000_inputs=round(scheduler_cpu * 1e6 / count),
     )
+    # what each could handle with a core to itself: the driver's ceiling on a bigger machine
+    out["cli_saturates_at_inputs_per_s"] = round(count / max(out["cli_cpu_s"], 1e-9))
+    out["scheduler_saturates_at_inputs_per_s"] = round(count / max(scheduler_cpu, 1e-9))
     return out
 
 

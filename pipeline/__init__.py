@@ -49,7 +49,7 @@ def run(
     max_size: int = Settings.max_size,
     quality: int = Settings.quality,
     max_pixels: int = Settings.max_pixels,
-    background: tuple[int, int, int] = Settings.background,
+    background: tuple[int, int, int] | str = Settings.background,
     overwrite: bool = False,
     timeout: float = RunOptions.timeout,
     client: Any = None,
@@ -60,6 +60,7 @@ def run(
     tls: TLSFiles | None = None,
     report: str | Path | None = None,
     performance_report: str | Path | None = None,
+    throughput_report: str | Path | None = None,
     keep_records: bool = False,
     only: Collection[str] | None = None,
     progress: Callable[[RunReport], None] | None = None,
@@ -72,7 +73,9 @@ def run(
     cluster of `workers` processes. `connect_timeout` bounds the wait for the scheduler and for
     its first worker (make it longer for clusters that start workers on demand); `tls` holds
     the client certificates for a `tls://` scheduler. `report` also writes the JSON report
-    there (as the CLI's `--report`), `performance_report` Dask's HTML performance report.
+    there (as the CLI's `--report`), `performance_report` Dask's HTML performance report,
+    `throughput_report` the per-core throughput plot (HTML). `background` is an RGB triple or
+    a colour as the CLI takes it (`white`, `#rrggbb`, `r,g,b`).
 
     The per-file records are spooled to disk as they arrive (memory stays flat however many
     inputs there are) and read back from `report.records`; `keep_records=True` keeps them in
@@ -81,8 +84,11 @@ def run(
     images are records in it, never exceptions. A bad setting or an unusable folder raises
     `UsageError`.
     """
+    from pipeline.config import parse_background
     from pipeline.storage import as_location
 
+    if isinstance(background, str):
+        background = parse_background(background)
     settings = Settings(
         max_size=max_size, quality=quality, max_pixels=max_pixels, background=background
     )
@@ -103,7 +109,14 @@ def run(
         performance_report=None if performance_report is None else Path(performance_report),
         **extra,
     )
-    return _run(opts, client=client, only=only, progress=progress, keep_records=keep_records)
+    return _run(
+        opts,
+        client=client,
+        only=only,
+        progress=progress,
+        keep_records=keep_records,
+        throughput_report=None if throughput_report is None else Path(throughput_report),
+    )
 
 
 def rerun(
@@ -117,8 +130,9 @@ def rerun(
     """Run again what `report` ran: only its failed inputs (default), or everything.
 
     `report` is a RunReport or the path of a JSON report (the CLI's `--report`). Keyword
-    `changes` override settings or options (`max_size=640, quality=70`, `overwrite=True`,
-    `report="again.json"`); changed output settings make every output be redone.
+    `changes` override settings or options (`max_size=640, quality=70`, `overwrite=True`);
+    changed output settings make every output be redone. The new JSON report is written only
+    where `report=` says (the first run's report is left as it is).
     """
     from dataclasses import fields, replace
 
@@ -128,6 +142,9 @@ def rerun(
         report = RunReport.from_json(report)
     if report.options is None:
         raise UsageError("this report has no run options to repeat")
+    changes.setdefault("report", None)
+    if isinstance(changes["report"], str):
+        changes["report"] = Path(changes["report"])
     setting_names = {f.name for f in fields(Settings)}
     settings = replace(
         report.options.settings, **{k: v for k, v in changes.items() if k in setting_names}
@@ -163,10 +180,12 @@ def _run(
     only: Collection[str] | None,
     progress: Callable[[RunReport], None] | None,
     keep_records: bool = False,
+    throughput_report: Path | None = None,
 ) -> RunReport:
     """Run with the records spooled beside the JSON report (or in the temporary folder)."""
     import tempfile
     import uuid
+    from functools import partial
 
     from pipeline.report import RunReport
     from pipeline.runner import run_pipeline
@@ -178,7 +197,22 @@ def _run(
         keep_records=keep_records,
         spool_dir=None if keep_records else spool_dir,
     )
-    run_pipeline(opts, client=client, report=report, only=only, progress=progress)
+    run_pipeline(
+        opts,
+        client=client,
+        report=report,
+        only=only,
+        progress=progress,
+        on_finish=None if throughput_report is None else partial(_save, report, throughput_report),
+    )
     if opts.report is not None:
         report.write_json(opts.report)
     return report
+
+
+def _save(report: RunReport, path: Path, client: Any) -> None:
+    """The throughput plot of this run, while the cluster is still up."""
+    from pipeline import dashboard
+
+    if report.throughput_link:
+        dashboard.save_throughput_report(dashboard.snapshot(client), path, run=report.run_id)

@@ -18,8 +18,9 @@ from test_s3 import EXPECTED, S3, upload_inputs
 from test_s3 import s3 as s3  # the module-scoped S3 server fixture
 
 import pipeline
+from pipeline.config import RunOptions
 from pipeline.events import THROUGHPUT_TOPIC
-from pipeline.records import SpooledRecords
+from pipeline.records import SpooledRecords, options_from_json, options_to_json
 from pipeline.report import RunReport
 
 
@@ -96,6 +97,7 @@ def test_a_cli_report_loads_for_rerun_and_frames(
 
     save_image(tree / "bad.png", (50, 40), fmt="PNG")  # the failed input, now fixed
     again = pipeline.rerun(path, client=local_client)
+    assert RunReport.from_json(path).counts == loaded.counts  # the first report stays
     assert again.total == 1
     assert again.counts["ok"] == 1
     with Image.open(out / "bad.jpg") as image:
@@ -106,7 +108,11 @@ def test_a_report_written_by_run_round_trips(
     local_client: Client, tree: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "r.json"
-    report = pipeline.run(tree, tmp_path / "out", client=local_client, quality=70, report=path)
+    perf, plot = tmp_path / "perf.html", tmp_path / "throughput.html"
+    report = pipeline.run(tree, tmp_path / "out", client=local_client, quality=70, report=path,
+                          performance_report=perf, throughput_report=plot)  # fmt: skip
+    assert "<html" in perf.read_text(errors="replace").lower()
+    assert "<html" in plot.read_text(errors="replace").lower()
     data = json.loads(path.read_text())
     assert set(data) == {"summary", "run", "files"}
     assert data["run"]["settings"]["quality"] == 70
@@ -131,3 +137,11 @@ def test_the_bag_is_lazy_and_composes(local_client: Client, tree: Path, tmp_path
     frame = pd.DataFrame(records.compute())  # the same run: its outputs are its own
     assert list(frame.columns[:4]) == ["input", "output", "status", "error"]
     assert sorted(frame.status) == ["failed"] + ["ok"] * 6
+
+
+def test_the_report_keeps_no_credentials_of_a_url() -> None:
+    opts = RunOptions(input="s3://AKIA:secret@photos/in", output=Path("/srv/web"))
+    data = options_to_json(opts)
+    assert data["input"] == "s3://photos/in"
+    assert "secret" not in json.dumps(data)
+    assert options_from_json(data) == RunOptions(input="s3://photos/in", output=Path("/srv/web"))

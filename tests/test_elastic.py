@@ -1,8 +1,8 @@
 """Clusters that change during a run: workers joining, adaptive scaling, none yet, retiring.
 
 Real `dask scheduler` / `dask worker` processes and a real adaptive LocalCluster. The inputs
-are 150 names for one 4000 x 3000 PNG (hard links: real files, little disk), about 0.2 s of
-CPU each, so a run lasts long enough for workers to come and go while it is under way.
+are names for one 4000 x 3000 PNG (hard links: real files, little disk), about 0.2 s of CPU
+each, so a run lasts long enough for workers to come and go while it is under way.
 """
 
 from __future__ import annotations
@@ -26,22 +26,35 @@ from pipeline.events import THROUGHPUT_TOPIC
 from pipeline.samples import scene
 
 COUNT = 150
+FEW = 40
 WAIT = 120.0  # seconds: upper bound for any one step on a loaded machine
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def big_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("elastic-in")
-    original = root / "original.png"
-    scene(4000, 3000, seed=7).save(original)
-    for i in range(COUNT):
+def original(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("elastic-original") / "original.png"
+    scene(4000, 3000, seed=7).save(path)
+    return path
+
+
+def _linked(original: Path, root: Path, count: int) -> Path:
+    for i in range(count):
         target = root / f"part{i % 3}" / f"img_{i:03d}.png"
-        target.parent.mkdir(exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         os.link(original, target)
-    original.unlink()
     return root
+
+
+@pytest.fixture
+def big_inputs(original: Path, tmp_path: Path) -> Path:
+    return _linked(original, tmp_path / "in", COUNT)
+
+
+@pytest.fixture
+def few_inputs(original: Path, tmp_path: Path) -> Path:
+    return _linked(original, tmp_path / "in", FEW)
 
 
 def _start_cli(*args: str | Path, log: Path) -> subprocess.Popen[bytes]:
@@ -84,11 +97,11 @@ def _outputs(out: Path) -> list[Path]:
     return sorted(out.rglob("*.jpg")) if out.exists() else []
 
 
-def _check_each_input_once(report: dict, out: Path) -> None:
+def _check_each_input_once(report: dict, out: Path, count: int) -> None:
     inputs = [row["input"] for row in report["files"]]
-    assert len(inputs) == len(set(inputs)) == COUNT
+    assert len(inputs) == len(set(inputs)) == count
     assert {row["status"] for row in report["files"]} == {"ok"}, report["summary"]
-    assert len(_outputs(out)) == COUNT
+    assert len(_outputs(out)) == count
     assert not [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(".jpg")]
 
 
@@ -114,7 +127,7 @@ def test_workers_that_join_mid_run_all_get_images(big_inputs: Path, tmp_path: Pa
     assert set(per_worker) == workers, per_worker  # each of the six processed images
     assert all(n > 0 for n in per_worker.values()), per_worker
     assert sum(per_worker.values()) == COUNT  # none processed twice
-    _check_each_input_once(json.loads(report_path.read_text()), out)
+    _check_each_input_once(json.loads(report_path.read_text()), out, COUNT)
 
 
 def test_an_adaptive_cluster_scales_up_for_the_run(big_inputs: Path, tmp_path: Path) -> None:
@@ -132,13 +145,13 @@ def test_an_adaptive_cluster_scales_up_for_the_run(big_inputs: Path, tmp_path: P
     assert max(seen) == 2, seen
 
 
-def test_no_workers_waits_then_gives_up_with_exit_2(big_inputs: Path, tmp_path: Path) -> None:
+def test_no_workers_waits_then_gives_up_with_exit_2(few_inputs: Path, tmp_path: Path) -> None:
     with dask_cluster_procs(nworkers=1) as procs:
         with Client(procs.address) as client:
             client.retire_workers(list(client.scheduler_info()["workers"]))
             _wait_until(lambda: not client.scheduler_info()["workers"], "no workers")
         started = time.monotonic()
-        result = run_cli("run", "--input", big_inputs, "--output", tmp_path / "out",
+        result = run_cli("run", "--input", few_inputs, "--output", tmp_path / "out",
                          "--scheduler", procs.address, "--connect-timeout", "3")  # fmt: skip
     assert result.code == 2, result.stderr
     assert time.monotonic() - started >= 3
@@ -148,14 +161,14 @@ def test_no_workers_waits_then_gives_up_with_exit_2(big_inputs: Path, tmp_path: 
     assert "Traceback" not in result.stderr
 
 
-def test_a_worker_that_comes_later_gets_the_run(big_inputs: Path, tmp_path: Path) -> None:
+def test_a_worker_that_comes_later_gets_the_run(few_inputs: Path, tmp_path: Path) -> None:
     out, report_path = tmp_path / "out", tmp_path / "report.json"
     with dask_cluster_procs(nworkers=1) as procs:
         with Client(procs.address) as client:
             client.retire_workers(list(client.scheduler_info()["workers"]))
             _wait_until(lambda: not client.scheduler_info()["workers"], "no workers")
         log = tmp_path / "cli.log"
-        cli = _start_cli("--input", big_inputs, "--output", out, "--scheduler", procs.address,
+        cli = _start_cli("--input", few_inputs, "--output", out, "--scheduler", procs.address,
                          "--report", report_path, "--connect-timeout", "300", log=log)  # fmt: skip
         try:
             _wait_until(lambda: "waiting for workers" in log.read_text(), "the waiting line")
@@ -164,17 +177,17 @@ def test_a_worker_that_comes_later_gets_the_run(big_inputs: Path, tmp_path: Path
         finally:
             if cli.poll() is None:
                 cli.kill()
-    _check_each_input_once(json.loads(report_path.read_text()), out)
+    _check_each_input_once(json.loads(report_path.read_text()), out, FEW)
 
 
-def test_retired_workers_lose_and_duplicate_nothing(big_inputs: Path, tmp_path: Path) -> None:
+def test_retired_workers_lose_and_duplicate_nothing(few_inputs: Path, tmp_path: Path) -> None:
     out, report_path = tmp_path / "out", tmp_path / "report.json"
     with dask_cluster_procs(nworkers=3) as procs:
         log = tmp_path / "cli.log"
-        cli = _start_cli("--input", big_inputs, "--output", out, "--scheduler", procs.address,
+        cli = _start_cli("--input", few_inputs, "--output", out, "--scheduler", procs.address,
                          "--report", report_path, log=log)  # fmt: skip
         try:
-            _wait_until(lambda: len(_outputs(out)) >= 10, "the first outputs")
+            _wait_until(lambda: len(_outputs(out)) >= 3, "the first outputs")
             with Client(procs.address) as client:
                 busy = [w for w, tasks in client.processing().items() if tasks]
                 assert busy, "no worker was busy"
@@ -184,4 +197,4 @@ def test_retired_workers_lose_and_duplicate_nothing(big_inputs: Path, tmp_path: 
         finally:
             if cli.poll() is None:
                 cli.kill()
-    _check_each_input_once(json.loads(report_path.read_text()), out)
+    _check_each_input_once(json.loads(report_path.read_text()), out, FEW)
