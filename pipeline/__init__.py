@@ -4,14 +4,17 @@ Architecture (data flows one way):
     cli | notebook -> config -> discover -> runner -> task -> transform
 - config.py     frozen Settings/RunOptions; flag > env var > default; validated up front
 - discover.py   streams the input tree folder by folder; output names; collisions made unique
-- runner.py     drives the run on Dask: bags in waves, streamed results, poisonous images
-                isolated; cluster.py connects to (or starts) the cluster it runs on
+- runner.py     drives the run on Dask: bags in waves sized to the cluster as it is now,
+                streamed results, poisonous images isolated; cluster.py connects to (or
+                starts) the cluster it runs on
 - task.py       one partition: read -> transform -> atomic write -> record; never raises
 - transform.py  pure: encoded bytes + Settings -> JPEG bytes + facts (Pillow only)
 - storage.py    local folders or fsspec URLs; outputs.py: atomic writes, up-to-date marker
 - telemetry.py  what tasks tell Dask; tuning.py: worker set-up for image work
 - dashboard.py  the /throughput page on the scheduler's dashboard (a SchedulerPlugin)
-- report.py     the run report; samples.py: generated sample images
+- report.py     the run report; records.py: its records spooled to disk, its options as JSON
+- lazy.py       `bag()`: the same work as a lazy dask.bag of records, for composition
+- samples.py    generated sample images
 Importing this package does no work: Dask workers re-import it whenever they restart.
 """
 

@@ -8,7 +8,7 @@ on, and partitions run in the order they were formed. Results come back per part
 are folded into the report.
 
 The cluster may grow or shrink during a run (`cluster.adapt()`, workers started by hand, a
-batch queue): the worker threads are re-read from the scheduler as results arrive (`_Threads`),
+batch queue): the worker threads are re-read from the scheduler as results arrive (`capacity`),
 and work in flight follows them, so a worker that joins gets work within one wave, and an
 adaptive deployment always sees queued work to scale up for. A cluster with no workers gets
 the first wave anyway (an adaptive one only starts workers for queued work); the run waits
@@ -34,10 +34,10 @@ from itertools import chain, islice
 from typing import Any
 
 from pipeline import tuning
+from pipeline.capacity import ClusterThreads
 from pipeline.cluster import connected
 from pipeline.config import RunOptions
 from pipeline.discover import Job, iter_jobs
-from pipeline.errors import UsageError
 from pipeline.events import RUN_TOPIC
 from pipeline.report import RunReport
 from pipeline.storage import Store, check_locations
@@ -53,7 +53,6 @@ MAX_PARTITION = 256  # images per task at most: small enough to balance, large e
 PARTITIONS_PER_THREAD = 4  # once the rest is known: a partition is 1/(threads x 4) of it
 LOOKAHEAD = 4096  # inputs discovered ahead of the partition being formed
 IN_FLIGHT_PER_THREAD = 3  # partitions submitted but unfinished, per worker thread
-THREADS_REFRESH = 1.0  # seconds between two reads of the cluster's worker threads
 WORKER_DIED = "worker died while processing this image"
 
 Progress = Callable[[RunReport], None]
@@ -131,7 +130,7 @@ def _execute(
     flights: dict[str, _Flight],
     after_wave: Callable[[], None] = lambda: None,
 ) -> None:
-    threads = _Threads(client, opts.connect_timeout)
+    threads = ClusterThreads(client, patience=opts.connect_timeout)
     found = iter_jobs(opts.input, opts.output)
     if only is not None:
         wanted = set(only)
@@ -300,51 +299,6 @@ def _counted(jobs: Iterator[Job], report: RunReport, client: Any) -> Iterator[Jo
         report.discovered += 1
         yield job
     _log_run(client, report, "discovered")
-
-
-class _Threads:
-    """The cluster's worker threads, read from the scheduler at most once per THREADS_REFRESH.
-
-    With no workers, the run waits for one: it says so once on stderr, and raises a
-    `UsageError` when none has come for `patience` seconds (at the start, or after the last
-    one left).
-    """
-
-    def __init__(self, client: Any, patience: float) -> None:
-        self.client, self.patience = client, patience
-        self.count = 0
-        self.read_at = -math.inf
-        self.empty_since: float | None = None
-
-    def usable(self) -> int:
-        """The current worker threads, at least 1: the first wave goes out before any worker."""
-        now = time.monotonic()
-        if now - self.read_at >= THREADS_REFRESH:
-            self.read_at = now
-            self.count = sum(self.client.nthreads().values())
-            self._check_empty(now)
-        return max(1, self.count)
-
-    __call__ = usable
-
-    def _check_empty(self, now: float) -> None:
-        if self.count > 0:
-            self.empty_since = None
-            return
-        address = getattr(self.client.scheduler, "address", "the scheduler")
-        if self.empty_since is None:
-            self.empty_since = now
-            print(
-                f"pipeline: waiting for workers to join {address} "
-                f"(up to {self.patience:g} s, --connect-timeout)",
-                file=sys.stderr,
-                flush=True,
-            )
-        elif now - self.empty_since > self.patience:
-            raise UsageError(
-                f"no workers joined the Dask scheduler at {address} within {self.patience:g} s; "
-                f"start some (dask worker {address}) or wait longer with --connect-timeout"
-            )
 
 
 class _Once:
