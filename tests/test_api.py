@@ -58,7 +58,10 @@ def test_run_takes_urls_as_they_are(
         monkeypatch.setenv(name, value)
     upload_inputs(s3, "api-in", tmp_path)
     s3.fresh_bucket("api-out")
-    report = pipeline.run("s3://api-in/shoot", "s3://api-out/web", workers=1, max_size=256)
+    with LocalCluster(  # started after the credentials are set: its workers inherit them
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+    ) as cluster, Client(cluster) as client:  # fmt: skip
+        report = pipeline.run("s3://api-in/shoot", "s3://api-out/web", client=client, max_size=256)
     assert report.counts["ok"] == len(EXPECTED), report.summary()
     assert s3.keys("api-out") == sorted(f"web/{out}" for out in EXPECTED.values())
     assert report.options is not None
