@@ -50,7 +50,7 @@ bench: $(STAMP) ## speed/memory side by side with the seed pool and libvips (BEN
 	  $(PY) -m pip install -q -c requirements/lock.txt -r requirements/bench.txt
 	$(PY) benchmarks/bench.py
 
-bench-scale: $(STAMP) ## the CLI over 1,000,000 empty input paths: graph per wave, client memory
+bench-scale: $(STAMP) ## the CLI over 1,000,000 empty inputs: peak RSS, graph per wave, driver ceiling
 	$(PY) benchmarks/scale.py
 
 notebook: $(STAMP) ## JupyterLab on 127.0.0.1 with the project (adds the notebook extra on first use)

@@ -4,14 +4,17 @@ Architecture (data flows one way):
     cli | notebook -> config -> discover -> runner -> task -> transform
 - config.py     frozen Settings/RunOptions; flag > env var > default; validated up front
 - discover.py   streams the input tree folder by folder; output names; collisions made unique
-- runner.py     drives the run on Dask: bags in waves, streamed results, poisonous images
-                isolated; cluster/ connects to (or starts) the cluster it runs on
+- runner.py     drives the run on Dask: bags in waves sized to the cluster as it is now,
+                streamed results, poisonous images isolated; cluster/ connects to (or
+                starts) the cluster it runs on
 - task.py       one partition: read -> transform -> atomic write -> record; never raises
 - transform.py  pure: encoded bytes + Settings -> JPEG bytes + facts (Pillow only)
 - storage.py    local folders or fsspec URLs; outputs.py: atomic writes, up-to-date marker
 - telemetry.py  what tasks tell Dask; tuning.py: worker set-up for image work
 - dashboard.py  the /throughput page on the scheduler's dashboard (a SchedulerPlugin)
-- report.py     the run report; samples.py: generated sample images
+- report.py     the run report; records.py: its records spooled to disk, its options as JSON
+- lazy.py       `bag()`: the same work as a lazy dask.bag of records, for composition
+- samples.py    generated sample images
 Importing this package does no work: Dask workers re-import it whenever they restart.
 """
 
@@ -21,13 +24,24 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import RunOptions, Settings
+from pipeline.config import RunOptions, Settings, TLSFiles
 from pipeline.errors import ImageError, UsageError
 
 if TYPE_CHECKING:
+    from dask.bag import Bag
+
     from pipeline.report import RunReport
 
-__all__ = ["ImageError", "RunOptions", "Settings", "UsageError", "rerun", "run"]
+__all__ = [
+    "ImageError",
+    "RunOptions",
+    "Settings",
+    "TLSFiles",
+    "UsageError",
+    "bag",
+    "rerun",
+    "run",
+]
 __version__ = "0.1.0"
 
 
@@ -38,46 +52,78 @@ def run(
     max_size: int = Settings.max_size,
     quality: int = Settings.quality,
     max_pixels: int = Settings.max_pixels,
-    background: tuple[int, int, int] = Settings.background,
+    background: tuple[int, int, int] | str = Settings.background,
     overwrite: bool = False,
     timeout: float = RunOptions.timeout,
     client: Any = None,
     scheduler: str | None = None,
-    workers: int | None = None,
     scheduler_file: str | Path | None = None,
+    workers: int | None = None,
+    connect_timeout: float = RunOptions.connect_timeout,
+    tls: TLSFiles | None = None,
+    report: str | Path | None = None,
+    performance_report: str | Path | None = None,
+    throughput_report: str | Path | None = None,
+    keep_records: bool = False,
+    follow_symlinks: bool = False,
     only: Collection[str] | None = None,
     progress: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """Make a web-ready JPEG of every image under `input`, mirrored under `output`.
 
-    Runs on `client` when given (reuse one in a notebook: no cluster start per run), else on
-    the scheduler at `scheduler` or named in `scheduler_file` (the current Dask client's, as in
-    a `with Client(...):` block, when neither names another), else on a new local cluster of
-    `workers` processes.
-    `only` limits the run to these input paths (relative to `input`); `progress` is called
-    with the report as results arrive. Returns the run report; failed images are records in
-    it, never exceptions. A bad setting or an unusable folder raises `UsageError`.
-    """
-    from pipeline.runner import run_pipeline
+    `input` and `output` are folders or URLs (`s3://bucket/prefix`, passed to fsspec as they
+    are). The cluster is, in this order: `client`; the current default client (inside
+    `with Client(...):`); the scheduler at `scheduler` or in `scheduler_file`; a new local
+    cluster of `workers` processes. `connect_timeout` bounds the wait for the scheduler and for
+    its first worker (make it longer for clusters that start workers on demand); `tls` holds
+    the client certificates for a `tls://` scheduler. `report` also writes the JSON report
+    there (as the CLI's `--report`), `performance_report` Dask's HTML performance report,
+    `throughput_report` the per-core throughput plot (HTML). `background` is an RGB triple or
+    a colour as the CLI takes it (`white`, `#rrggbb`, `r,g,b`). `follow_symlinks` also reads
+    input files whose symbolic links lead outside the input folder.
 
+    The per-file records are spooled to disk as they arrive (memory stays flat however many
+    inputs there are) and read back from `report.records`; `keep_records=True` keeps them in
+    memory instead. `only` limits the run to these input paths (relative to `input`);
+    `progress` is called with the report as results arrive. Returns the run report; failed
+    images are records in it, never exceptions. A bad setting or an unusable folder raises
+    `UsageError`.
+    """
+    from pipeline.config import parse_background
+    from pipeline.storage import as_location
+
+    if isinstance(background, str):
+        background = parse_background(background)
     settings = Settings(
         max_size=max_size, quality=quality, max_pixels=max_pixels, background=background
     )
     opts = RunOptions(
-        input=Path(input),
-        output=Path(output),
+        input=as_location(input),
+        output=as_location(output),
         settings=settings,
         scheduler=scheduler,
         workers=workers,
         overwrite=overwrite,
+        report=None if report is None else Path(report),
         timeout=timeout,
-        scheduler_file=Path(scheduler_file) if scheduler_file is not None else None,
+        connect_timeout=connect_timeout,
+        tls=tls,
+        performance_report=None if performance_report is None else Path(performance_report),
+        follow_symlinks=follow_symlinks,
+        scheduler_file=None if scheduler_file is None else Path(scheduler_file),
     )
-    return run_pipeline(opts, client=client, only=only, progress=progress)
+    return _run(
+        opts,
+        client=client,
+        only=only,
+        progress=progress,
+        keep_records=keep_records,
+        throughput_report=None if throughput_report is None else Path(throughput_report),
+    )
 
 
 def rerun(
-    report: RunReport,
+    report: RunReport | str | Path,
     *,
     failed_only: bool = True,
     client: Any = None,
@@ -86,15 +132,22 @@ def rerun(
 ) -> RunReport:
     """Run again what `report` ran: only its failed inputs (default), or everything.
 
-    Keyword `changes` override settings or options (`max_size=640, quality=70`,
-    `overwrite=True`); changed output settings make every output be redone.
+    `report` is a RunReport or the path of a JSON report (the CLI's `--report`). Keyword
+    `changes` override settings or options (`max_size=640, quality=70`, `overwrite=True`);
+    changed output settings make every output be redone. The new JSON report is written only
+    where `report=` says (the first run's report is left as it is).
     """
     from dataclasses import fields, replace
 
-    from pipeline.runner import run_pipeline
+    from pipeline.report import RunReport
 
+    if not isinstance(report, RunReport):
+        report = RunReport.from_json(report)
     if report.options is None:
         raise UsageError("this report has no run options to repeat")
+    changes.setdefault("report", None)
+    if isinstance(changes["report"], str):
+        changes["report"] = Path(changes["report"])
     setting_names = {f.name for f in fields(Settings)}
     settings = replace(
         report.options.settings, **{k: v for k, v in changes.items() if k in setting_names}
@@ -105,4 +158,64 @@ def rerun(
         **{k: v for k, v in changes.items() if k not in setting_names},
     )
     only = report.failed_inputs if failed_only else None
-    return run_pipeline(opts, client=client, only=only, progress=progress)
+    return _run(opts, client=client, only=only, progress=progress)
+
+
+def bag(input: str | Path, output: str | Path, **kwargs: Any) -> Bag:
+    """A lazy `dask.bag.Bag` of run records: resize-and-save mapped over the input files.
+
+    Nothing is processed until it is computed: `.filter()`, `.to_dataframe()`,
+    `dask.compute()` it with other work, watch it with `distributed.progress`. Keywords: the
+    settings (`max_size`, `quality`, `max_pixels`, `background`), `overwrite`, `timeout`,
+    `partition_size` (images per task). For a large run on a cluster use `run()`, which
+    streams the work in waves, follows the cluster as it grows, and isolates poisonous images.
+    """
+    from pipeline.lazy import records_bag
+    from pipeline.storage import as_location
+
+    return records_bag(as_location(input), as_location(output), **kwargs)
+
+
+def _run(
+    opts: RunOptions,
+    *,
+    client: Any,
+    only: Collection[str] | None,
+    progress: Callable[[RunReport], None] | None,
+    keep_records: bool = False,
+    throughput_report: Path | None = None,
+) -> RunReport:
+    """Run with the records spooled beside the JSON report (or in the temporary folder)."""
+    import tempfile
+    import uuid
+    from functools import partial
+
+    from pipeline.report import RunReport
+    from pipeline.runner import run_pipeline
+
+    spool_dir = opts.report.parent if opts.report is not None else Path(tempfile.gettempdir())
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    report = RunReport(
+        run_id=uuid.uuid4().hex[:12],
+        keep_records=keep_records,
+        spool_dir=None if keep_records else spool_dir,
+    )
+    run_pipeline(
+        opts,
+        client=client,
+        report=report,
+        only=only,
+        progress=progress,
+        on_finish=None if throughput_report is None else partial(_save, report, throughput_report),
+    )
+    if opts.report is not None:
+        report.write_json(opts.report)
+    return report
+
+
+def _save(report: RunReport, path: Path, client: Any) -> None:
+    """The throughput plot of this run, while the cluster is still up."""
+    from pipeline import dashboard
+
+    if report.throughput_link:
+        dashboard.save_throughput_report(dashboard.snapshot(client), path, run=report.run_id)

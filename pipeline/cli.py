@@ -104,7 +104,12 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
     add("--tls-ca-file", type=Path, metavar="PEM", help="CA certificate of a tls:// scheduler")
     add("--tls-cert", type=Path, metavar="PEM", help="client certificate for a tls:// scheduler")
     add("--tls-key", type=Path, metavar="PEM", help="client key (if not in --tls-cert)")
-    add("--connect-timeout", type=float, metavar="S", help="wait for a scheduler at most S s [10]")
+    add(
+        "--connect-timeout",
+        type=float,
+        metavar="S",
+        help="wait at most S s for the scheduler, and for a worker when it has none [10]",
+    )
     add("--throughput-report", type=Path, metavar="HTML", help="save the per-core throughput plot")
     add("--performance-report", type=Path, metavar="HTML", help="save Dask's performance report")
     add("--keep-alive", action="store_true", help="keep the local cluster's dashboard up after")

@@ -90,7 +90,7 @@ def show_pairs(report: RunReport, n: int = 4, size: int = 256) -> Any:
     """An IPython HTML display of up to `n` inputs (as stored) beside their outputs.
 
     Thumbnails fit within `size` px and are inline base64 JPEG data URIs, so the notebook
-    needs no files beside it. Needs the report's records (`keep_records`, `run`'s default).
+    needs no files beside it. Needs the report's records (kept or spooled, as `run` does).
     """
     from IPython.display import HTML
 

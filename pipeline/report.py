@@ -1,8 +1,11 @@
 """The run report: counts as results stream in, a summary line, and the JSON file.
 
 Per-file records can be many (a million inputs): the report keeps them in memory only when
-asked (`keep_records`, the notebook default) and otherwise spools them to a temporary file
-beside the JSON report, so the client's memory stays flat. Failed records are always kept.
+asked (`keep_records`) and otherwise spools them to an unlinked temporary file (beside the JSON
+report, or in the temporary folder), so the client's memory stays flat; `records` then reads
+them back from the spool. Failed records are kept in memory too (up to MAX_FAILURES_KEPT).
+The JSON report carries the run's options, so `RunReport.from_json` gives a report that
+`pipeline.rerun` can repeat.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from pipeline.config import RunOptions
-from pipeline.safety import json_row
+from pipeline.records import SpooledRecords, options_from_json, options_to_json
+from pipeline.safety import json_row, name_from_json
 
 if TYPE_CHECKING:  # the CLI imports this module before it starts the workers' fork server
     from pipeline.task import Record
@@ -52,7 +56,7 @@ class RunReport:
         self.discovered = 0
         self.dashboard_link = ""
         self.throughput_link = ""
-        self.records: list[dict[str, Any]] | None = [] if keep_records else None
+        self._records: list[dict[str, Any]] | None = [] if keep_records else None
         self.failures: list[dict[str, Any]] = []
         self.bytes_read = 0
         self.bytes_written = 0
@@ -69,20 +73,29 @@ class RunReport:
         for record in records:
             row = {key: record.get(key) for key in REPORT_FIELDS}
             self.counts[record["status"]] += 1
-            self.bytes_read += record["bytes_read"]
-            self.bytes_written += record["bytes_written"]
+            self.bytes_read += record.get("bytes_read") or 0
+            self.bytes_written += record.get("bytes_written") or 0
             if record.get("fatal") and self.stopped is None:
                 self.stopped = record["fatal"]
             if row["status"] == "failed" and (
-                self.records is not None or len(self.failures) < MAX_FAILURES_KEPT
+                self._records is not None or len(self.failures) < MAX_FAILURES_KEPT
             ):
                 self.failures.append(row)
-            if self.records is not None:
-                self.records.append(row)
+            if self._records is not None:
+                self._records.append(row)
             if self._spool is not None:
                 self._spool.write(json.dumps(json_row(row)) + "\n")
 
     # -- reading ------------------------------------------------------------------------------
+    @property
+    def records(self) -> list[dict[str, Any]] | SpooledRecords | None:
+        """Every per-file record: in memory, read back from the spool, or None (not kept)."""
+        if self._records is not None:
+            return self._records
+        if self._spool is not None:
+            return SpooledRecords(self._spool.fileno(), self._spool.flush, lambda: self.total)
+        return None
+
     @property
     def total(self) -> int:
         return sum(self.counts.values())
@@ -125,7 +138,10 @@ class RunReport:
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as out:
-                out.write('{\n"summary": ' + json.dumps(self.summary()) + ',\n"files": [')
+                out.write('{\n"summary": ' + json.dumps(self.summary()) + ",\n")
+                if self.options is not None:
+                    out.write('"run": ' + json.dumps(options_to_json(self.options)) + ",\n")
+                out.write('"files": [')
                 for i, line in enumerate(self._record_lines()):
                     out.write(("\n" if i == 0 else ",\n") + line)
                 out.write("\n]\n}\n")
@@ -142,8 +158,46 @@ class RunReport:
             for line in self._spool:
                 yield line.rstrip("\n")
         else:
-            for row in self.records or self.failures:
+            for row in self._records or self.failures:
                 yield json.dumps(json_row(row))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> RunReport:
+        """Load a report written by `write_json` (the CLI's `--report`): for `rerun`, `to_frame`.
+
+        Its records are spooled to a temporary file as they are read, not kept in memory.
+        """
+        with open(path, encoding="utf-8") as source:
+            head = source.readline().strip()
+            if head != "{":  # not laid out by write_json: parse it whole
+                source.seek(0)
+                return cls._from_parsed(json.load(source))
+            parts: dict[str, Any] = {}
+            for line in source:
+                key, _, value = line.partition(": ")
+                if key == '"files"':
+                    break
+                parts[json.loads(key)] = json.loads(value.rstrip().rstrip(","))
+            report = cls._from_parsed({**parts, "files": []})
+            rows = (line.rstrip().rstrip(",") for line in source)
+            report.add(_exact_names(json.loads(row)) for row in rows if row.startswith("{"))
+        return report
+
+    @classmethod
+    def _from_parsed(cls, data: dict[str, Any]) -> RunReport:
+        summary = data.get("summary", {})
+        report = cls(
+            run_id=str(summary.get("run_id") or "loaded"),
+            keep_records=False,
+            spool_dir=Path(tempfile.gettempdir()),
+        )
+        report.seconds = float(summary.get("seconds") or 0.0)
+        report.interrupted = bool(summary.get("interrupted"))
+        if data.get("run") is not None:
+            report.options = options_from_json(data["run"])
+        report.add(_exact_names(row) for row in data.get("files", []))
+        report.stopped = summary.get("stopped")
+        return report
 
     def close(self) -> None:
         if self._spool is not None:
@@ -152,10 +206,10 @@ class RunReport:
 
     # -- notebooks ----------------------------------------------------------------------------
     def to_frame(self) -> Any:
-        """The per-file records as a pandas DataFrame (needs pandas and `keep_records`)."""
+        """The per-file records as a pandas DataFrame (needs pandas; empty if none are kept)."""
         import pandas as pd
 
-        return pd.DataFrame(self.records or [], columns=list(REPORT_FIELDS))
+        return pd.DataFrame(list(self.records or []), columns=list(REPORT_FIELDS))
 
     def _repr_html_(self) -> str:
         cells = "".join(
@@ -171,3 +225,8 @@ class RunReport:
 
     def __repr__(self) -> str:
         return f"<RunReport {self.summary_line()}>"
+
+
+def _exact_names(row: dict[str, Any]) -> Any:
+    """A report row with its exact input and output names (see `safety.json_row`)."""
+    return {**row, "input": name_from_json(row, "input"), "output": name_from_json(row, "output")}

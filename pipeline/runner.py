@@ -7,6 +7,13 @@ graph stays small however many inputs there are, the first images start while di
 on, and partitions run in the order they were formed. Results come back per partition and
 are folded into the report.
 
+The cluster may grow or shrink during a run (`cluster.adapt()`, workers started by hand, a
+batch queue): the worker threads are re-read from the scheduler as results arrive (`capacity`),
+and work in flight follows them, so a worker that joins gets work within one wave, and an
+adaptive deployment always sees queued work to scale up for. A cluster with no workers gets
+the first wave anyway (an adaptive one only starts workers for queued work); the run waits
+`connect_timeout` seconds for a worker before it gives up with a `UsageError`.
+
 A partition whose worker died too often (`KilledWorker`: an image that crashes its process
 every time) is split into one-image partitions, so only the guilty image is lost, and it is
 reported as failed.
@@ -27,6 +34,7 @@ from itertools import chain, islice
 from typing import Any
 
 from pipeline import tuning
+from pipeline.capacity import ClusterThreads
 from pipeline.cluster import connected
 from pipeline.config import RunOptions
 from pipeline.discover import Job, iter_jobs
@@ -123,7 +131,7 @@ def _execute(
     flights: dict[str, _Flight],
     after_wave: Callable[[], None] = lambda: None,
 ) -> None:
-    threads = max(1, _total_threads(client))
+    threads = ClusterThreads(client, patience=opts.connect_timeout)
     found = iter_jobs(opts.input, opts.output)
     if only is not None:
         wanted = set(only)
@@ -132,10 +140,10 @@ def _execute(
     driver = _Driver(client, ctx, report, flights, lambda: _tick(report, progress, started))
     driver.after_wave = after_wave
     try:
-        suspects = driver.drive(partitions, limit=threads * IN_FLIGHT_PER_THREAD)
+        suspects = driver.drive(partitions, limit=lambda: threads.usable() * IN_FLIGHT_PER_THREAD)
         # Images whose partition kept killing workers: now each runs alone, so a death can
         # only be its own fault (a queued neighbour on a dying worker is counted too).
-        driver.drive(iter([[job] for job in suspects]), limit=1, quarantine=True)
+        driver.drive(iter([[job] for job in suspects]), limit=lambda: 1, quarantine=True)
     except BaseException:
         client.cancel([f.future for f in flights.values()])
         raise
@@ -170,14 +178,21 @@ class _Driver:
         self.after_wave: Callable[[], None] = lambda: None  # after each submitted wave
 
     def drive(
-        self, partitions: Iterator[list[Job]], *, limit: int, quarantine: bool = False
+        self,
+        partitions: Iterator[list[Job]],
+        *,
+        limit: Callable[[], int],
+        quarantine: bool = False,
     ) -> list[Job]:
-        """Run `partitions` to the end; return the images suspected of killing workers."""
+        """Run `partitions` to the end; return the images suspected of killing workers.
+
+        `limit()` is how many partitions may be in flight now; it is asked before each wave.
+        """
         from distributed import wait
 
         suspects: list[Job] = []
         while True:
-            room = limit - len(self.flights)
+            room = limit() - len(self.flights)
             if room > 0 and self.report.stopped is None:
                 wave = self.queue[:room] or list(islice(partitions, room))
                 del self.queue[: len(wave) if self.queue else 0]
@@ -252,7 +267,7 @@ def _run_partition(parts: Sequence[list[Job]], ctx: TaskContext) -> list[Record]
     return process_partition(chain.from_iterable(parts), ctx)
 
 
-def _partitions(jobs: Iterator[Job], threads: int) -> Iterator[list[Job]]:
+def _partitions(jobs: Iterator[Job], threads: Callable[[], int]) -> Iterator[list[Job]]:
     """Group jobs into partitions by guided self-scheduling.
 
     While discovery still has more than LOOKAHEAD inputs ahead, a partition is MAX_PARTITION
@@ -260,7 +275,7 @@ def _partitions(jobs: Iterator[Job], threads: int) -> Iterator[list[Job]]:
     first, and each partition takes 1/(threads x PARTITIONS_PER_THREAD) of what is left, so
     the sizes shrink to single images at the very end, and those are the smallest files: no
     worker idles while another finishes a long partition or one big image, for a run of 200
-    images as for the tail of a run of millions.
+    images as for the tail of a run of millions. `threads()` is the cluster's now.
     """
     ahead: deque[Job] = deque()
     more = True
@@ -274,7 +289,7 @@ def _partitions(jobs: Iterator[Job], threads: int) -> Iterator[list[Job]]:
                 ahead = deque(sorted(ahead, key=lambda job: -job.size))
         if not ahead:
             return
-        share = math.ceil(len(ahead) / (threads * PARTITIONS_PER_THREAD))
+        share = math.ceil(len(ahead) / (threads() * PARTITIONS_PER_THREAD))
         size = MAX_PARTITION if more else min(MAX_PARTITION, share)
         yield [ahead.popleft() for _ in range(min(size, len(ahead)))]
 
@@ -285,11 +300,6 @@ def _counted(jobs: Iterator[Job], report: RunReport, client: Any) -> Iterator[Jo
         report.discovered += 1
         yield job
     _log_run(client, report, "discovered")
-
-
-def _total_threads(client: Any) -> int:
-    info = client.scheduler_info()
-    return sum(w["nthreads"] for w in info.get("workers", {}).values())
 
 
 class _Once:

@@ -18,14 +18,14 @@ def _jobs(n: int | None) -> Iterator[Job]:
 
 @pytest.mark.parametrize(("n", "threads"), [(1, 2), (7, 2), (200, 2), (200, 64), (5000, 2)])
 def test_partitions_keep_every_job_once_in_order(n: int, threads: int) -> None:
-    parts = list(runner._partitions(_jobs(n), threads))
+    parts = list(runner._partitions(_jobs(n), lambda: threads))
     assert [job.input for part in parts for job in part] == [f"{i}.png" for i in range(n)]
     assert all(1 <= len(part) <= runner.MAX_PARTITION for part in parts)
 
 
 def test_partition_sizes_shrink_to_single_images_at_the_end() -> None:
     """200 images on 2 threads: 25 first (200 / 8), then ever smaller, ending in ones."""
-    sizes = [len(part) for part in runner._partitions(_jobs(200), 2)]
+    sizes = [len(part) for part in runner._partitions(_jobs(200), lambda: 2)]
     assert sizes[0] == 25
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[-4:] == [1, 1, 1, 1]
@@ -34,7 +34,7 @@ def test_partition_sizes_shrink_to_single_images_at_the_end() -> None:
 
 def test_a_long_stream_gets_full_partitions_without_being_read_to_the_end() -> None:
     """Discovery of millions of files: work starts after LOOKAHEAD inputs, not after all."""
-    parts = runner._partitions(_jobs(None), 2)
+    parts = runner._partitions(_jobs(None), lambda: 2)
     first = list(islice(parts, 3))
     assert [len(part) for part in first] == [runner.MAX_PARTITION] * 3
 
@@ -46,7 +46,7 @@ def _sized(sizes: list[int]) -> Iterator[Job]:
 def test_once_the_rest_is_known_the_largest_files_go_first() -> None:
     """The last, single-image partitions are the smallest files: no long tail on one worker."""
     sizes = [(i * 7919) % 100 for i in range(200)]  # a fixed shuffle of 0..99, each twice
-    parts = list(runner._partitions(_sized(sizes), 2))
+    parts = list(runner._partitions(_sized(sizes), lambda: 2))
     done = [job for part in parts for job in part]
     assert [job.size for job in done] == sorted(sizes, reverse=True)
     ties = [job.input for job in done if job.size == done[0].size]
@@ -58,7 +58,7 @@ def test_once_the_rest_is_known_the_largest_files_go_first() -> None:
 def test_a_long_stream_is_started_in_discovery_order_and_only_its_tail_sorted() -> None:
     n = runner.LOOKAHEAD + runner.MAX_PARTITION + 1  # two full reads, then the end is seen
     sizes = [i % 10 for i in range(n)]  # the largest at every tenth place
-    parts = list(runner._partitions(_sized(sizes), 2))
+    parts = list(runner._partitions(_sized(sizes), lambda: 2))
     streamed = [job.input for part in parts[:2] for job in part]
     assert streamed == [f"{i}.png" for i in range(2 * runner.MAX_PARTITION)]
     tail = [job.size for part in parts[2:] for job in part]
@@ -67,7 +67,7 @@ def test_a_long_stream_is_started_in_discovery_order_and_only_its_tail_sorted() 
 
 def test_the_tail_of_a_long_stream_shrinks_too() -> None:
     n = runner.LOOKAHEAD * 3 + 17
-    sizes = [len(part) for part in runner._partitions(_jobs(n), 4)]
+    sizes = [len(part) for part in runner._partitions(_jobs(n), lambda: 4)]
     assert sum(sizes) == n
     assert sizes[0] == runner.MAX_PARTITION
     assert sizes[-1] == 1

@@ -1,0 +1,66 @@
+"""`pipeline.bag`: the run as a lazy `dask.bag.Bag` of records, for composing with other work.
+
+The input folder is listed when the bag is made (the file list is the bag's sequence, so its
+length and partitions are known); the images are read, resized and written only when the bag
+is computed, one partition per task, each image an atomic write with its up-to-date marker as
+in `run()`. The records are the report's rows (`input`, `output`, `status`, `error`, ...).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config import DEFAULT_TIMEOUT, Settings
+
+if TYPE_CHECKING:
+    from dask.bag import Bag
+
+    from pipeline.discover import Job
+    from pipeline.task import TaskContext
+
+TASKS_WANTED = 100  # partitions of a bag without partition_size: enough to spread, few to track
+MAX_PARTITION = 256  # images per partition at most (as the runner's partitions)
+
+
+def records_bag(
+    input: str | Path,
+    output: str | Path,
+    *,
+    overwrite: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    partition_size: int | None = None,
+    **settings: Any,
+) -> Bag:
+    """A Bag of records, one per input image under `input` (see `pipeline.bag`)."""
+    import dask.bag as db
+
+    from pipeline.discover import iter_jobs
+    from pipeline.storage import Store, check_locations
+    from pipeline.task import TaskContext
+
+    check_locations(input, output)
+    ctx = TaskContext(
+        input_root=Store.at(input).root,
+        output_root=Store.at(output).root,
+        settings=Settings(**settings),
+        run_id=uuid.uuid4().hex[:12],
+        started_ns=time.time_ns(),
+        overwrite=overwrite,
+        timeout=timeout,
+    )
+    jobs = list(iter_jobs(input, output))
+    size = partition_size or min(MAX_PARTITION, max(1, math.ceil(len(jobs) / TASKS_WANTED)))
+    records: Bag = db.from_sequence(jobs, partition_size=size).map_partitions(_process, ctx)
+    return records
+
+
+def _process(jobs: list[Job], ctx: TaskContext) -> list[dict[str, Any]]:
+    """The report's fields of each record: the same columns in every partition."""
+    from pipeline.report import REPORT_FIELDS
+    from pipeline.task import process_partition
+
+    return [{k: r.get(k) for k in REPORT_FIELDS} for r in process_partition(jobs, ctx)]
