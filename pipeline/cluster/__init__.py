@@ -10,6 +10,6 @@ Importing this package imports no Dask.
 
 from __future__ import annotations
 
-from pipeline.cluster.connect import connected, wait_for_first_worker
+from pipeline.cluster.connect import connected
 
-__all__ = ["connected", "wait_for_first_worker"]
+__all__ = ["connected"]

@@ -10,7 +10,7 @@
 A client the run did not create is left open. A scheduler that cannot be reached within
 `--connect-timeout` is a UsageError; a reached one without workers is not: the run submits
 its first work anyway (an adaptive deployment starts workers only for queued work), and the
-runner decides how long to wait for a worker (`wait_for_first_worker`).
+runner decides how long to wait for a worker (`pipeline.capacity`).
 """
 
 from __future__ import annotations
@@ -47,18 +47,6 @@ def connected(opts: RunOptions, client: Any = None) -> Iterator[Any]:
 
     with local_client(opts) as local:
         yield local
-
-
-def wait_for_first_worker(client: Any, *, timeout: float) -> None:
-    """Return once the client's cluster has a worker; after `timeout` s, raise UsageError."""
-    try:
-        client.wait_for_workers(1, timeout=timeout)
-    except TimeoutError:
-        address = client.scheduler.address
-        raise UsageError(
-            f"no worker joined the Dask scheduler at {address} within {timeout:g} s "
-            f"(--connect-timeout); start some with: dask worker {address}"
-        ) from None
 
 
 def _named_scheduler(opts: RunOptions) -> tuple[str, str] | None:
