@@ -25,6 +25,7 @@ from pipeline.errors import UsageError
 
 HEAD_BYTES = 4096
 RUN_METADATA = "pipeline-run"  # object metadata: the run that wrote it
+FS_CLOCK_SLACK_NS = 20_000_000  # 20 ms: a few ticks of the kernel's coarse file-time clock
 
 
 def is_url(location: str | Path) -> bool:
@@ -128,12 +129,17 @@ class Store:
     def written_by(self, rel: str, run_id: str, started_ns: int) -> bool:
         """Whether this run (an earlier attempt of it) already wrote this output.
 
-        Local files: modified since the run started (ns clocks). Objects: the run id in their
-        metadata, since object stores keep whole seconds and another machine's clock.
+        Local files: modified since the run started. The kernel stamps files from its coarse
+        clock, which lags `time.time_ns()` by up to one timer tick, so a file written just
+        after the start can carry an earlier time: FS_CLOCK_SLACK_NS allows for it (far less
+        than any run takes to start, so an earlier run's output is never taken for this one's).
+        Objects: the run id in their metadata, since object stores keep whole seconds and
+        another machine's clock.
         """
         try:
             if not self.remote:
-                return (outputs.modified_ns(*self._local(rel)) or 0) >= started_ns
+                modified = outputs.modified_ns(*self._local(rel)) or 0
+                return modified >= started_ns - FS_CLOCK_SLACK_NS
             fs = _fs(self.root)
             if hasattr(fs, "metadata"):
                 return bool(fs.metadata(self.url(rel)).get(RUN_METADATA) == run_id)

@@ -79,7 +79,7 @@ def api_run(source: str, target: str, scheduler: str) -> dict[str, Any]:
     import pipeline
 
     report = pipeline.run(source, target, scheduler=scheduler, max_size=128)
-    return {"summary": report.summary(), "files": report.records}
+    return {"summary": report.summary(), "files": list(report.records or [])}
 
 
 def probe(scheduler: str, path: str) -> dict[str, Any]:
