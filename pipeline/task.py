@@ -17,7 +17,7 @@ from pipeline import outputs, telemetry
 from pipeline.config import DEFAULT_TIMEOUT, Settings
 from pipeline.discover import Job
 from pipeline.errors import ImageError, describe
-from pipeline.record import Record
+from pipeline.record import Record as Record  # what a task returns, one per input
 from pipeline.storage import Store
 from pipeline.transform import Transformed, transform
 

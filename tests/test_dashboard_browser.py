@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import conftest_dashboard as sim
+import dashboard_helpers as sim
 import pytest
 from distributed import Client, LocalCluster
 from tornado.websocket import websocket_connect
