@@ -44,6 +44,8 @@ class ThroughputPlugin(SchedulerPlugin):
         self.collector = metrics.attach(self.state)
         try:
             self.app = plumbing.mount(scheduler, page.PAGE_PATH, self._make_doc)
+            if self.app is not None:
+                plumbing.record_task_stream(scheduler)
         except plumbing.PlumbingError:  # counting goes on; the page is what is lost
             from importlib.metadata import version
 

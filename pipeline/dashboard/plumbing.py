@@ -12,6 +12,10 @@ suggest mounting a Bokeh application from a scheduler plugin, which is what this
 - `distributed.dashboard.scheduler.template_variables(scheduler)` is the memoized dict every
   page's navbar is drawn from; adding to its "pages" list puts a tab on all of them.
 - `distributed.dashboard.components.scheduler` has the page template (`env`) and `BOKEH_THEME`.
+- Dask's Task Stream (on /status) shows what `distributed.diagnostics.task_stream`'s
+  `TaskStreamPlugin` recorded, and that is installed when a page first needs it: a run that
+  ends before anyone opens /status would leave it empty. `record_task_stream` installs it
+  with the throughput plugin (a deque append per task; the pipeline's tasks are partitions).
 
 `problems(scheduler)` checks each of these and names what is missing, so a distributed upgrade
 that moves one is reported loudly (the plugin logs an error; tests/test_dashboard_plumbing.py
@@ -58,6 +62,7 @@ def _module_problems() -> list[str]:
         ("distributed.dashboard.core", ("BokehApplication",)),
         ("distributed.dashboard.scheduler", ("template_variables",)),
         ("distributed.dashboard.components.scheduler", ("BOKEH_THEME", "env")),
+        ("distributed.diagnostics.task_stream", ("TaskStreamPlugin",)),
     ):
         found += [f"{module}.{name}" for name in names if not _importable(module, name)]
     return found
@@ -97,6 +102,14 @@ def mount(scheduler: Any, path: str, make_doc: Callable[..., None]) -> Any:
     app.initialize(IOLoop.current())
     app.start()
     return app
+
+
+def record_task_stream(scheduler: Any) -> None:
+    """Have Dask's Task Stream record from now on, as it would once /status was opened."""
+    from distributed.diagnostics.task_stream import TaskStreamPlugin
+
+    if TaskStreamPlugin.name not in scheduler.plugins:
+        scheduler.add_plugin(TaskStreamPlugin(scheduler))
 
 
 def _raise_if(found: list[str]) -> None:
