@@ -141,12 +141,14 @@ def _pickled_by_value() -> Iterator[None]:
     """Pickle the scheduler-side modules by value for the duration of one call.
 
     The scheduler unpickles the plugin (and `_scheduler_snapshot`); by value it needs only
-    distributed, bokeh and tornado, not this package. Registering the `pipeline.dashboard`
-    package covers its modules; `events` and `record` are the two it shares with the workers.
+    distributed, bokeh and tornado, not this package. Each module is registered by name, the
+    package's and its own: distributed pickles by value only objects whose own module is in
+    cloudpickle's registry. `events` and `record` are shared with the workers.
     """
     import cloudpickle
 
-    modules = [events, record, sys.modules["pipeline.dashboard"]]
+    package = __name__.rpartition(".")[0]
+    modules = [events, record, *_package_modules(package)]
     added = [m for m in modules if m.__name__ not in cloudpickle.list_registry_pickle_by_value()]
     for module in added:
         cloudpickle.register_pickle_by_value(module)
@@ -155,3 +157,9 @@ def _pickled_by_value() -> Iterator[None]:
     finally:
         for module in added:
             cloudpickle.unregister_pickle_by_value(module)
+
+
+def _package_modules(package: str) -> list[Any]:
+    """The package and its imported submodules."""
+    loaded = list(sys.modules.items())
+    return [m for name, m in loaded if name == package or name.startswith(package + ".")]
