@@ -3,7 +3,7 @@
     python benchmarks/quality.py INPUT_DIR OUTPUT_DIR [--workers 2]
 
 The reference for each input is the pipeline's own transform with its shortcuts switched off:
-no reduced-scale JPEG (DCT) or WebP decode, and LANCZOS for the one resample, from the full-size
+no reduced-scale JPEG (DCT) decode, and LANCZOS for the one resample, from the full-size
 image. Everything else (EXIF orientation, alpha over the background, ICC to sRGB, 16-bit tones,
 JPEG q85) is the same, so the score measures exactly what the shortcuts change. Both JPEGs are
 decoded and compared in RGB. `make bench` runs this on the output of one pipeline run.
@@ -35,8 +35,7 @@ def reference(data: bytes) -> bytes:
     from pipeline.config import Settings
 
     with (
-        mock.patch.object(t, "_draft", return_value=None),
-        mock.patch.object(t.webp, "decode_scaled", return_value=None),
+        mock.patch.object(t, "_reduced", side_effect=lambda im, data, max_size: (im, None)),
         mock.patch.object(t, "_resample_for", return_value=Image.Resampling.LANCZOS),
         mock.patch.object(t, "REDUCING_GAP", None),
     ):

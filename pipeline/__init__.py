@@ -8,11 +8,13 @@ Architecture (data flows one way):
                 streamed results, poisonous images isolated; cluster/ connects to (or
                 starts) the cluster it runs on
 - task.py       one partition: read -> transform -> atomic write -> record; never raises
-- transform.py  pure: encoded bytes + Settings -> JPEG bytes + facts (Pillow only)
+- transform.py  pure: encoded bytes + Settings -> JPEG bytes + facts (Pillow; jpeg.py: the
+                reduced-scale JPEG decode, libjpeg-turbo through simplejpeg)
 - storage.py    local folders or fsspec URLs; outputs.py: atomic writes, up-to-date marker
 - telemetry.py  what tasks tell Dask; tuning.py: worker set-up for image work
-- dashboard.py  the /throughput page on the scheduler's dashboard (a SchedulerPlugin)
-- report.py     the run report; records.py: its records spooled to disk, its options as JSON
+- dashboard/    the /throughput page on the scheduler's dashboard (a SchedulerPlugin)
+- report.py     the run report; record.py: one input's outcome; records.py: the report's
+                records spooled to disk, its options as JSON
 - lazy.py       `bag()`: the same work as a lazy dask.bag of records, for composition
 - samples.py    generated sample images
 Importing this package does no work: Dask workers re-import it whenever they restart.

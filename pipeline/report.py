@@ -17,29 +17,16 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from pipeline.config import RunOptions
+from pipeline.record import STATUSES, Record
 from pipeline.records import SpooledRecords, options_from_json, options_to_json
 from pipeline.safety import json_row, name_from_json
 
-if TYPE_CHECKING:  # the CLI imports this module before it starts the workers' fork server
-    from pipeline.task import Record
-
-STATUSES = ("ok", "skipped", "failed")
 MAX_FAILURES_KEPT = 10_000  # in memory when records are spooled; the JSON report has them all
-REPORT_FIELDS = (
-    "input",
-    "output",
-    "status",
-    "error",
-    "note",
-    "bytes_read",
-    "bytes_written",
-    "seconds",
-    "width",
-    "height",
-)
+#: A record's fields in the report: all but the optional ones, which only steer the run.
+REPORT_FIELDS = tuple(key for key in Record.__annotations__ if key in Record.__required_keys__)
 
 
 class RunReport:

@@ -2,26 +2,22 @@
 
 `process_partition` handles its images one by one and never raises for an image: every
 failure becomes a record with a short reason. It returns small records, never pixels.
-
-Fault injection, for tests only: `PIPELINE_FAULT_INJECTION="crash:NAME,hang:NAME"` in a
-worker's environment makes the worker process exit (`crash`) or hang (`hang`) when it reaches
-an input whose relative path contains NAME. Unset, it costs one dictionary look-up per partition.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NotRequired, TypedDict, TypeVar
+from typing import TypeVar
 
 from pipeline import outputs, recycle, telemetry
-from pipeline.config import Settings
+from pipeline.config import DEFAULT_TIMEOUT, Settings
 from pipeline.discover import Job
 from pipeline.errors import ImageError, describe
+from pipeline.record import Record as Record  # what a task returns, one per input
 from pipeline.storage import Store
 from pipeline.transform import Transformed, transform
 
@@ -33,8 +29,6 @@ FATAL_WRITE_ERRORS = {
     errno.EROFS: "output file system is read-only",
 }
 FOREIGN = "kept a file the pipeline did not write at the output path"
-FAULT_ENV = "PIPELINE_FAULT_INJECTION"
-CRASH_EXIT_CODE = 70
 R = TypeVar("R")
 
 
@@ -52,7 +46,7 @@ class TaskContext:
     run_id: str
     started_ns: int  # the run's start (time.time_ns()): outputs newer than this are its own
     overwrite: bool = False
-    timeout: float = 300.0
+    timeout: float = DEFAULT_TIMEOUT
     follow_symlinks: bool = False  # read input links that lead outside the input folder
 
     @property
@@ -65,27 +59,8 @@ class TaskContext:
         return Store(self.output_root)
 
 
-class Record(TypedDict):
-    """The outcome for one input, as it appears in the run report."""
-
-    input: str
-    output: str | None
-    status: str  # "ok" | "skipped" | "failed"
-    error: str | None
-    note: str | None
-    bytes_read: int
-    bytes_written: int
-    seconds: float
-    width: int | None
-    height: int | None
-    resumed: NotRequired[bool]  # already written by an earlier attempt of this same run
-    fatal: NotRequired[str]  # the output storage is unusable (disk full, read-only): stop the run
-    abandoned: NotRequired[bool]  # timed out: a thread still runs it (the worker is replaced)
-
-
 def process_partition(jobs: Iterable[Job], ctx: TaskContext) -> list[Record]:
     """Process each job of a partition in turn; one record per job, in order."""
-    faults = _faults()
     reporter = telemetry.BatchReporter(ctx.run_id)
     records: list[Record] = []
     fatal: str | None = None
@@ -94,7 +69,7 @@ def process_partition(jobs: Iterable[Job], ctx: TaskContext) -> list[Record]:
             if fatal is not None:
                 records.append(failed_record(job, f"not processed: {fatal}"))
                 continue
-            record = process_job(job, ctx, faults=faults)
+            record = process_job(job, ctx)
             records.append(record)
             fatal = record.get("fatal")
             if not record.get("resumed"):
@@ -112,12 +87,12 @@ def process_partition(jobs: Iterable[Job], ctx: TaskContext) -> list[Record]:
     return records
 
 
-def process_job(job: Job, ctx: TaskContext, *, faults: dict[str, str] | None = None) -> Record:
+def process_job(job: Job, ctx: TaskContext) -> Record:
     """Turn one input into its output, or into a failure record. Never raises."""
     started = time.perf_counter()
     record = _record(job)
     try:
-        _run(job, ctx, record, faults or {})
+        _run(job, ctx, record)
     except Exception as exc:
         record["status"], record["error"], record["output"] = "failed", describe(exc), None
         if isinstance(exc, TimedOut):
@@ -128,7 +103,7 @@ def process_job(job: Job, ctx: TaskContext, *, faults: dict[str, str] | None = N
     return record
 
 
-def _run(job: Job, ctx: TaskContext, record: Record, faults: dict[str, str]) -> None:
+def _run(job: Job, ctx: TaskContext, record: Record) -> None:
     source, target = ctx.source, ctx.target
     size, version = source.identity(job.input)
     mark = outputs.marker(ctx.settings.fingerprint(), size, version)
@@ -145,7 +120,7 @@ def _run(job: Job, ctx: TaskContext, record: Record, faults: dict[str, str]) -> 
     if size > MAX_INPUT_BYTES:
         raise ImageError(f"file too large ({size >> 20} MiB > {MAX_INPUT_BYTES >> 20} MiB)")
     result = _with_timeout(
-        lambda: _read_and_transform(source, job.input, ctx.settings, mark, faults), ctx.timeout
+        lambda: _read_and_transform(source, job.input, ctx.settings, mark), ctx.timeout
     )
     write_started = time.perf_counter()
     _write(target, job.output, result.data, mark, ctx.run_id)
@@ -191,10 +166,7 @@ def failed_record(job: Job, reason: str) -> Record:
     return record
 
 
-def _read_and_transform(
-    source: Store, name: str, settings: Settings, mark: bytes, faults: dict[str, str]
-) -> Transformed:
-    _inject(name, faults)
+def _read_and_transform(source: Store, name: str, settings: Settings, mark: bytes) -> Transformed:
     return transform(source.read(name), settings, comment=mark)
 
 
@@ -231,18 +203,3 @@ def _record(job: Job) -> Record:
         width=None,
         height=None,
     )
-
-
-def _faults() -> dict[str, str]:
-    spec = os.environ.get(FAULT_ENV, "")
-    pairs = (item.split(":", 1) for item in spec.split(",") if ":" in item)
-    return {name: kind for kind, name in pairs if name}
-
-
-def _inject(name: str, faults: dict[str, str]) -> None:
-    for needle, kind in faults.items():
-        if needle in name:
-            if kind == "crash":
-                os._exit(CRASH_EXIT_CODE)
-            if kind == "hang":
-                time.sleep(1e6)

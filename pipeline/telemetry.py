@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from pipeline.events import THROUGHPUT_TOPIC, BatchEvent
+from pipeline.record import STATUSES
 
 EVENT_INTERVAL = 1.0  # seconds between two throughput events of one worker
 
@@ -40,7 +41,7 @@ class BatchReporter:
         self._reset()
 
     def _reset(self) -> None:
-        self.counts = {"ok": 0, "failed": 0, "skipped": 0}
+        self.counts = dict.fromkeys(STATUSES, 0)
         self.bytes_read = 0
         self.bytes_written = 0
         self.busy = 0.0

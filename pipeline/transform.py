@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
-from pipeline import webp
+from pipeline import jpeg
 from pipeline.config import Settings
 from pipeline.errors import ImageError
 
@@ -46,12 +46,6 @@ FULL_LARGE_FACTOR = 3.0
 #: what the coarse 1/4 and 1/8 DCT scales leave for small targets: on the seed photos at 640 px
 #: (1.5-3x left after 1/8) BICUBIC there gave 33.4/40.0 dB, LANCZOS 34.0/42.8.
 RESAMPLE_LARGE = Image.Resampling.LANCZOS
-#: JPEG DCT scaling: libjpeg-turbo decodes straight to M/8 of the stored size. M -> how many times
-#: the target the scaled image must still be. The 3x3 and 4x4 scaled IDCTs are clean enough to go
-#: right down to the target; 1/4 and 1/8 (2x2 and 1x1 per block) alias visibly unless the filter
-#: still has 1.5x to work with (with 1.0 the 640 px seed-photo minimum fell to 31.8 dB). 3/8 is
-#: not offered by Pillow's `draft`; see `_draft_three_eighths`.
-DCT_MARGIN = {1: 1.5, 2: 1.5, 3: 1.0, 4: 1.0}
 #: `resize` box-reduces by an integer factor first while keeping at least this ratio for the
 #: filter; 3 is "indistinguishable from fair resampling" per Pillow's docs (1.0 saved only 1%).
 REDUCING_GAP = 3.0
@@ -176,10 +170,7 @@ def _decode(data: bytes, settings: Settings, notes: list[str]) -> tuple[Image.Im
         orientation = _orientation(im, notes)  # before load: TIFF forgets its tags after it
         if im.format == "TIFF":  # Pillow reports TIFF sizes upright
             size = _upright(size, orientation)
-        box = _draft(im, settings.max_size)
-        _decode_to_rgbx(im)
-        if im.format == "WEBP":
-            im = _webp_scaled(im, data, settings.max_size)
+        im, box = _reduced(im, data, settings.max_size)
         im.load()
     except ImageError:
         raise
@@ -222,86 +213,17 @@ def _mp(pixels: int) -> str:
     return f"{pixels / 1e6:.1f}".removesuffix(".0") + " MP"
 
 
-def _draft(im: Image.Image, max_size: int) -> tuple[float, float, float, float] | None:
-    """Ask a JPEG for DCT-scaled decoding (1/8, 1/4, 3/8, 1/2); the box to resample from.
+def _reduced(
+    im: Image.Image, data: bytes, max_size: int
+) -> tuple[Image.Image, tuple[float, float, float, float] | None]:
+    """A JPEG set up to decode at a reduced scale (see `pipeline.jpeg`); the box to resample.
 
-    The smallest scale is taken whose decoded size still has DCT_MARGIN[M] x the target size.
+    Other formats decode at full size: Pillow offers no reduced decode for them.
     """
     if im.format not in ("JPEG", "MPO"):
-        return None
-    width, height = im.size
-    target = fit_size(width, height, max_size)  # stored orientation: same scale either way
-    for eighths, margin in DCT_MARGIN.items():
-        scaled = (-(-width * eighths // 8), -(-height * eighths // 8))
-        if min(scaled[0] / target[0], scaled[1] / target[1]) < margin:
-            continue
-        if eighths == 3:
-            if _draft_three_eighths(im, scaled):
-                return (0.0, 0.0, width * 3 / 8, height * 3 / 8)
-            continue  # not available here: 1/2 is next
-        drafted = im.draft(None, (width * eighths // 8, height * eighths // 8))
-        return drafted[1] if drafted else None
-    return None
-
-
-def _draft_three_eighths(im: Image.Image, scaled: tuple[int, int]) -> bool:
-    """Set up a 3/8 DCT-scaled decode, which Pillow's `draft` (1/2, 1/4, 1/8 only) cannot ask for.
-
-    Pillow hands the decoder `scale_num = 1, scale_denom = decoderconfig[0]`; for a denominator
-    of 3, libjpeg-turbo (and libjpeg 7+) decodes at 3/8, ceil(size * 3 / 8). Pillow allocates
-    the image and the scanline buffer from the tile's size, so that must be exactly libjpeg's
-    output size: only done with libjpeg-turbo, on a plain one-tile JPEG not yet drafted.
-    Returns False when it does not apply, and then nothing is changed.
-    """
-    if not isinstance(im, ImageFile.ImageFile) or not _libjpeg_turbo():
-        return False
-    if im.decoderconfig or len(im.tile) != 1:
-        return False
-    tile = im.tile[0]
-    if tile.codec_name != "jpeg" or tile.extents != (0, 0, *im.size):
-        return False
-    im.tile = [tile._replace(extents=(0, 0, *scaled))]
-    im._size = scaled
-    im.decoderconfig = (3, 0)
-    return True
-
-
-def _decode_to_rgbx(im: Image.Image) -> None:
-    """Have libjpeg-turbo write RGB pixels 4 bytes apart, the layout Pillow keeps RGB images in.
-
-    Pillow asks libjpeg for packed 3-byte RGB and spreads every pixel out to 4 bytes itself; with
-    the "RGBX" raw mode its decoder asks libjpeg-turbo for JCS_EXT_RGBX instead and copies the rows
-    as they are: the same pixels (checked on the whole benchmark corpus), 3-4% less decode CPU.
-    Only for a plain one-tile RGB JPEG and only with libjpeg-turbo (plain libjpeg has no RGBX).
-    """
-    if not isinstance(im, ImageFile.ImageFile) or len(im.tile) != 1 or not _libjpeg_turbo():
-        return
-    tile = im.tile[0]
-    if tile.codec_name == "jpeg" and isinstance(tile.args, tuple) and tile.args[:1] == ("RGB",):
-        im.tile = [tile._replace(args=("RGBX", *tile.args[1:]))]
-
-
-def _webp_scaled(im: Image.Image, data: bytes, max_size: int) -> Image.Image:
-    """A still, opaque WebP larger than the target, decoded by libwebp straight to the target.
-
-    Otherwise (or where libwebp cannot be reached) the Pillow image, still to be loaded.
-    """
+        return im, None
     target = fit_size(*im.size, max_size)  # stored orientation: same scale either way
-    if target == im.size or getattr(im, "n_frames", 1) != 1:
-        return im
-    scaled = webp.decode_scaled(data, target)
-    if scaled is None:
-        return im
-    scaled.info = im.info
-    im.close()
-    return scaled
-
-
-@lru_cache(maxsize=1)
-def _libjpeg_turbo() -> bool:
-    from PIL import features
-
-    return bool(features.check_feature("libjpeg_turbo"))
+    return jpeg.decode_reduced(im, data, target)
 
 
 def _orientation(im: Image.Image, notes: list[str]) -> int:

@@ -14,20 +14,25 @@ memory go: buffers over 32 MiB (a progressive JPEG's coefficients, 2 bytes per p
 luma for a 24 MP photo) are always mmap'ed, and the heaps of an image thread's arena are
 unmapped when they empty. So local workers start with MALLOC_ENVIRON: one arena that keeps up
 to 128 MiB of freed memory (see there); workers that have the Nanny's variable (a remote
-cluster's) get Pillow's block cache instead.
+cluster's) get Pillow's block cache instead, through Pillow's documented PILLOW_BLOCKS_MAX
+variable, which Pillow reads once, when `PIL.Image` is first imported in a process.
 Nothing here does any work at import time.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 #: Freed 16 MiB blocks Pillow keeps for reuse in a worker whose malloc trims (Pillow's default
 #: is 0). A 24 MP JPEG drafted to 1/2 scale needs two, the resample's intermediate one more; the
 #: cap bounds what an idle worker holds at PIL_BLOCKS_MAX x 16 MiB.
 PIL_BLOCKS_MAX = 8
+BLOCKS_VARIABLE = "PILLOW_BLOCKS_MAX"
 TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
 #: glibc malloc for local workers (read once, when a process starts): every thread in the main
 #: arena, and up to 128 MiB, freed memory is kept for the next image rather than handed back
@@ -93,18 +98,29 @@ def register(client: Any) -> None:
         print(f"pipeline: warning: worker tuning not applied: {exc}", file=sys.stderr)
 
 
-def apply_in_process(blocks_max: int = PIL_BLOCKS_MAX) -> dict[str, int]:
+def apply_in_process(blocks_max: int = PIL_BLOCKS_MAX) -> dict[str, int | bool]:
     """Apply the image-work settings to the current process; return what is now in effect.
 
     Only a process whose malloc was told to trim early (the variable is read once, at start)
     needs Pillow's block cache; elsewhere glibc already reuses the memory, and the cache only
-    adds RSS.
+    adds RSS. Pillow takes PILLOW_BLOCKS_MAX when `PIL.Image` is first imported, so in a
+    process that imported it already this changes nothing and says so ("applied": False);
+    such workers can be started with the variable set (`PILLOW_BLOCKS_MAX=8 dask worker ...`).
+    A larger value already set is kept.
     """
-    from PIL import _imaging as imaging  # = Image.core; its block cache is per process
+    wanted = blocks_max if _trims_early() else 0
+    current = _blocks_variable()
+    if wanted <= current:
+        return {"pil_blocks_max": current, "applied": True}
+    if "PIL.Image" in sys.modules:
+        return {"pil_blocks_max": current, "applied": False}
+    os.environ[BLOCKS_VARIABLE] = str(wanted)
+    return {"pil_blocks_max": wanted, "applied": True}
 
-    if _trims_early() and imaging.get_blocks_max() < blocks_max:
-        imaging.set_blocks_max(blocks_max)
-    return {"pil_blocks_max": imaging.get_blocks_max()}
+
+def _blocks_variable() -> int:
+    value = os.environ.get(BLOCKS_VARIABLE, "")
+    return int(value) if value.isdigit() else 0
 
 
 def _trims_early() -> bool:
@@ -126,6 +142,12 @@ def _plugin_class() -> type:
         name = PLUGIN_NAME
 
         def setup(self, worker: Any) -> None:
-            apply_in_process()
+            if not apply_in_process()["applied"]:
+                logger.warning(
+                    "Pillow was imported before the pipeline's worker set-up: set %s=%d in this"
+                    " worker's environment for its block cache",
+                    BLOCKS_VARIABLE,
+                    PIL_BLOCKS_MAX,
+                )
 
     return ImageWorkerTuning

@@ -49,3 +49,5 @@ def test_keep_alive_keeps_the_dashboard_until_interrupted(tree: Path, tmp_path: 
     finally:
         proc.kill()
         proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -8,14 +8,16 @@ import json
 import time
 
 import cloudpickle
-import conftest_dashboard as sim
+import dashboard_helpers as sim
 import dask
 import pytest
 from bokeh.models import ColumnDataSource, LayoutDOM
 from dask_procs import dask_cluster_procs
 from distributed import Client, LocalCluster
 
-from pipeline import _throughput_metrics, _throughput_state, _throughput_view, dashboard
+from pipeline import dashboard
+from pipeline.dashboard import state as tp_state
+from pipeline.dashboard import view as tp_view
 from pipeline.events import RUN_TOPIC, THROUGHPUT_TOPIC
 
 pytestmark = pytest.mark.timeout(120)
@@ -70,7 +72,7 @@ def assert_run_matches(snap, run, expected, workers):
 
 
 def test_state_spreads_images_over_busy_time_and_keeps_exact_totals():
-    state = _throughput_state.ThroughputState()
+    state = tp_state.ThroughputState()
     state.add_run_event({"run": "r", "state": "started", "t": 100.0})
     state.add_batch(batch(t=103.0, busy=2.0, ok=8, failed=2, skipped=5, bytes_read=7))
     state.add_batch({"worker": "tcp://w:1", "t": "not a time"})  # dropped, logged
@@ -82,55 +84,55 @@ def test_state_spreads_images_over_busy_time_and_keeps_exact_totals():
 
 
 def test_state_coarsens_bins_without_losing_images():
-    state = _throughput_state.ThroughputState()
-    for i in range(3 * _throughput_state.MAX_BINS):
+    state = tp_state.ThroughputState()
+    for i in range(3 * tp_state.MAX_BINS):
         state.add_batch(batch(t=100.0 + i + 1, busy=1.0, ok=3))
     series = state.snapshot()["runs"]["r"]["series"]
     assert series["bin_s"] == 4.0
-    assert len(series["images"]["tcp://w:1"]) <= _throughput_state.MAX_BINS
-    assert sum(series["images"]["tcp://w:1"]) == pytest.approx(9 * _throughput_state.MAX_BINS)
+    assert len(series["images"]["tcp://w:1"]) <= tp_state.MAX_BINS
+    assert sum(series["images"]["tcp://w:1"]) == pytest.approx(9 * tp_state.MAX_BINS)
 
 
 def test_state_keeps_the_newest_runs_but_all_metrics():
-    state = _throughput_state.ThroughputState()
-    for i in range(_throughput_state.MAX_RUNS + 3):
+    state = tp_state.ThroughputState()
+    for i in range(tp_state.MAX_RUNS + 3):
         state.add_batch(batch(run=f"r{i}", t=100.0 + i, ok=1))
     snap = state.snapshot()
-    assert len(snap["runs"]) == _throughput_state.MAX_RUNS
-    assert snap["current"] == f"r{_throughput_state.MAX_RUNS + 2}"
-    assert snap["totals"]["tcp://w:1"]["ok"] == _throughput_state.MAX_RUNS + 3
+    assert len(snap["runs"]) == tp_state.MAX_RUNS
+    assert snap["current"] == f"r{tp_state.MAX_RUNS + 2}"
+    assert snap["totals"]["tcp://w:1"]["ok"] == tp_state.MAX_RUNS + 3
 
 
 def test_view_rates_per_core_table_and_progress():
-    state = _throughput_state.ThroughputState()
+    state = tp_state.ThroughputState()
     state.add_run_event({"run": "r", "state": "discovered", "total": 100, "t": 100.0})
     for i in range(10):
         state.add_batch(batch(t=101.0 + i, busy=1.0, ok=4, nthreads=2))
     run = state.snapshot()["runs"]["r"]
-    lines = _throughput_view.series(run)
+    lines = tp_view.series(run)
     assert lines["workers"]["ys"][0][-1] == pytest.approx(4.0)
     assert lines["workers"]["ys_core"][0][-1] == pytest.approx(2.0)
     assert lines["cluster"]["y_core"][-1] == pytest.approx(2.0)
-    row = {k: v[0] for k, v in _throughput_view.table(run).items()}
+    row = {k: v[0] for k, v in tp_view.table(run).items()}
     assert row["rate"] == pytest.approx(4.0)
     assert row["ms_per_image"] == pytest.approx(250.0)
-    assert _throughput_view.bars(run)["rate_per_core"] == [pytest.approx(2.0)]
-    text = _throughput_view.progress(run, now=110.0)
+    assert tp_view.bars(run)["rate_per_core"] == [pytest.approx(2.0)]
+    text = tp_view.progress(run, now=110.0)
     assert "40 / 100 images (40.0%)" in text
     assert "ETA 0:15" in text
 
 
 def test_bars_average_only_the_bins_there_are():
-    state = _throughput_state.ThroughputState()
+    state = tp_state.ThroughputState()
     state.add_run_event({"run": "r", "state": "started", "t": 100.0})
     for i in range(3):
         state.add_batch(batch(t=101.0 + i, busy=1.0, ok=6, nthreads=3))
     state.add_run_event({"run": "r", "state": "finished", "t": 103.0})
-    assert _throughput_view.bars(state.snapshot()["runs"]["r"])["rate_per_core"] == [2.0]
+    assert tp_view.bars(state.snapshot()["runs"]["r"])["rate_per_core"] == [2.0]
 
 
 def test_report_is_standalone_html(tmp_path):
-    state = _throughput_state.ThroughputState()
+    state = tp_state.ThroughputState()
     for i in range(5):
         state.add_batch(batch(worker="tcp://10.0.0.7:4001", t=101.0 + i, ok=10))
     path = tmp_path / "throughput.html"
@@ -222,20 +224,29 @@ def test_registering_twice_keeps_one_plugin_and_its_counts():
         assert dashboard.snapshot(c)["runs"]["a"]["done"] == 50
 
 
-def test_two_schedulers_in_one_process_share_metrics_without_clashing():
+def _served_metric_names():
+    from prometheus_client import REGISTRY
+
+    return {family.name for family in REGISTRY.collect()}
+
+
+def test_two_schedulers_in_one_process_keep_their_own_counts(caplog):
+    """/metrics is one registry per process: the first plugin's counters are served there, the
+    second says why its are not, and both pages and snapshots keep their own counts."""
     with local_client() as (_, a):
         url_a = dashboard.register(a)
         sim.run_simulation(a, 40, "a", npartitions=2)
+        workers_a = a.scheduler_info(n_workers=-1)["workers"]
         with local_client() as (_, b):
-            url_b = dashboard.register(b)
+            assert dashboard.register(b).endswith("/throughput")
             sim.run_simulation(b, 60, "b", npartitions=2)
-            workers_b = b.scheduler_info(n_workers=-1)["workers"]
-            both = sim.pipeline_metrics(url_b.replace("/throughput", "/metrics"))
-            assert {w for _, w, _ in both} >= set(workers_b) | set(a.scheduler_info()["workers"])
-        alone = sim.pipeline_metrics(url_a.replace("/throughput", "/metrics"))
-        assert metrics_by_status(alone, a.scheduler_info(n_workers=-1)["workers"])["ok"] == 32
-    registry = __import__("prometheus_client").REGISTRY
-    assert _throughput_metrics._registered(registry) is None, "collector must leave with them"
+            assert dashboard.snapshot(b)["runs"]["b"]["done"] == 60
+            assert "already on this process's /metrics" in caplog.text
+            served = sim.pipeline_metrics(url_a.replace("/throughput", "/metrics"))
+            assert {w for _, w, _ in served} == set(workers_a)
+        assert metrics_by_status(served, workers_a)["ok"] == 32
+        assert "pipeline_images" in _served_metric_names()
+    assert "pipeline_images" not in _served_metric_names(), "the collector must leave with them"
 
 
 def test_client_run_events_without_batches_show_progress():

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import conftest_dashboard as sim
+import dashboard_helpers as sim
 import pytest
 from conftest import require_tool
 from distributed import Client, LocalCluster

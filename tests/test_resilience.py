@@ -24,7 +24,7 @@ from distributed import Client
 from PIL import Image
 
 from pipeline.samples import scene
-from pipeline.task import FAULT_ENV
+from tests import fault_injection
 
 
 def photo_bytes(size: tuple[int, int] = (640, 480), seed: int = 0) -> bytes:
@@ -105,7 +105,7 @@ def test_poisonous_image_is_isolated(tmp_path: Path) -> None:
     poison = names[5]
     result = run_cli("run", "--input", tmp_path / "in", "--output", tmp_path / "out",
                      "--workers", "2", report=tmp_path / "r.json",
-                     env={FAULT_ENV: f"crash:{poison}"}, timeout=240)  # fmt: skip
+                     env=fault_injection.env(crash=poison), timeout=240)  # fmt: skip
     assert result.code == 1, result.stderr
     rows = result.by_input()
     assert rows[poison]["status"] == "failed"
@@ -121,7 +121,7 @@ def test_hanging_image_is_reported_not_waited_for(tmp_path: Path) -> None:
     started = time.monotonic()
     result = run_cli("run", "--input", tmp_path / "in", "--output", tmp_path / "out",
                      "--workers", "2", "--timeout", "2", report=tmp_path / "r.json",
-                     env={FAULT_ENV: f"hang:{names[3]}"})  # fmt: skip
+                     env=fault_injection.env(hang=names[3]))  # fmt: skip
     assert time.monotonic() - started < 60
     assert result.code == 1, result.stderr
     assert result.by_input()[names[3]]["error"] == "timed out after 2 s"

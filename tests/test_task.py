@@ -11,7 +11,8 @@ from PIL import Image
 from pipeline import outputs
 from pipeline.config import Settings
 from pipeline.discover import Job
-from pipeline.task import FAULT_ENV, TaskContext, process_job, process_partition
+from pipeline.task import TaskContext, process_job, process_partition
+from tests import fault_injection
 
 
 def context(tmp_path: Path, **overrides: object) -> TaskContext:
@@ -116,13 +117,16 @@ def test_unwritable_target_fails_without_partial_file(tmp_path: Path) -> None:
     assert files_under(tmp_path / "out") == ["sub"]
 
 
-def test_hanging_image_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hanging_image_times_out(tmp_path: Path) -> None:
     save_image(tmp_path / "in" / "slow.png", (50, 50))
     save_image(tmp_path / "in" / "fast.png", (50, 50))
-    monkeypatch.setenv(FAULT_ENV, "hang:slow.png")
+    undo = fault_injection.install({"slow.png": "hang"})
     started = time.monotonic()
     jobs = [Job("slow.png", "slow.jpg"), Job("fast.png", "fast.jpg")]
-    records = process_partition(jobs, context(tmp_path, timeout=0.5))
+    try:
+        records = process_partition(jobs, context(tmp_path, timeout=0.5))
+    finally:
+        undo()
     assert time.monotonic() - started < 10
     assert [r["status"] for r in records] == ["failed", "ok"]
     assert records[0]["error"] == "timed out after 0.5 s"

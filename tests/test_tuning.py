@@ -135,18 +135,22 @@ def test_without_our_config_the_nanny_sets_it(no_leaked_trim: None) -> None:
         assert faults > (REFAULT_TIMES - 1) * PAGES
 
 
+def _pillow_imported() -> bool:
+    return "PIL.Image" in sys.modules
+
+
 @pytest.mark.slow
 def test_plugin_gives_trimming_workers_a_block_cache_also_after_a_restart(
     no_leaked_trim: None,
 ) -> None:
     """Workers started with Dask's default (as on a remote cluster) get Pillow's block cache."""
-    here = _blocks_max()
+    here = os.environ.get(tuning.BLOCKS_VARIABLE)
     for client in _cluster({}):
-        assert list(client.run(_blocks_max).values()) == [0]
+        assert list(client.run(_pillow_imported).values()) == [False]
         tuning.register(client)
         tuning.register(client)  # idempotent: no error, one plugin
         assert list(client.run(_blocks_max).values()) == [tuning.PIL_BLOCKS_MAX]
-        assert _blocks_max() == here  # the client process is left alone
+        assert os.environ.get(tuning.BLOCKS_VARIABLE) == here  # the client process is left alone
         client.restart()
         assert list(client.run(_blocks_max).values()) == [tuning.PIL_BLOCKS_MAX]
 
@@ -166,16 +170,37 @@ def test_register_failure_is_a_warning_not_an_error(capsys: pytest.CaptureFixtur
     assert "worker tuning not applied: no plugins here" in capsys.readouterr().err
 
 
-def test_apply_never_lowers_a_larger_setting() -> None:
-    env = {**os.environ, TRIM: "65536"}
-    code = (
-        "from PIL import Image; from pipeline import tuning; Image.core.set_blocks_max(64);"
-        "print(tuning.apply_in_process()['pil_blocks_max'])"
-    )
+def _apply_in_child(code: str, **env: str) -> list[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != tuning.BLOCKS_VARIABLE}
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-c", f"from pipeline import tuning; {code}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**full_env, TRIM: "65536", **env},
     )
-    assert done.stdout.strip() == "64"
+    return done.stdout.split()
+
+
+def test_apply_sets_pillows_documented_variable_before_pillow_starts() -> None:
+    code = (
+        "r = tuning.apply_in_process(); from PIL import Image;"
+        "print(r['pil_blocks_max'], r['applied'], Image.core.get_blocks_max())"
+    )
+    assert _apply_in_child(code) == [str(tuning.PIL_BLOCKS_MAX), "True", str(tuning.PIL_BLOCKS_MAX)]
+
+
+def test_apply_never_lowers_a_larger_setting() -> None:
+    code = "r = tuning.apply_in_process(); print(r['pil_blocks_max'], r['applied'])"
+    assert _apply_in_child(code, PILLOW_BLOCKS_MAX="64") == ["64", "True"]
+
+
+def test_apply_after_pillow_started_says_it_changed_nothing() -> None:
+    code = (
+        "from PIL import Image; r = tuning.apply_in_process();"
+        "print(r['pil_blocks_max'], r['applied'], Image.core.get_blocks_max())"
+    )
+    assert _apply_in_child(code) == ["0", "False", "0"]
 
 
 def test_importing_does_no_work() -> None:

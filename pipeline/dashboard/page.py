@@ -1,21 +1,20 @@
 """The bokeh side of the throughput page: one layout for the live page and the HTML report.
 
-`mount` adds a separate BokehTornado app serving PAGE_PATH to the scheduler's HTTP server
-(distributed's `RoutingApplication.add_application`), with the dashboard's template and theme.
-Only distributed, bokeh, tornado and our own by-value modules are imported here, and bokeh only
-when a page or report is built: importing it costs ~0.4 s of CPU, which a run nobody watches
-should not pay (see `when_served`).
+`doc` fills a Bokeh document of the live page (`plumbing.mount` serves it beside Dask's pages);
+`throughput_figure` and `save_throughput_report` draw the same layout from a snapshot. Only
+distributed, bokeh and our own by-value modules are imported here, bokeh only when a page or
+report is built.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline import _throughput_view as view
+from pipeline.dashboard import plumbing, view
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -181,12 +180,13 @@ def fill(handles: dict[str, Any], run: dict[str, Any] | None, now: float | None 
     handles["table"].data = view.table(run)
 
 
-def _doc(
+def doc(
     get_run: Callable[[], dict[str, Any] | None],
     scheduler: Any,
     extra: dict[str, Any],
-    doc: Document,
+    document: Document,
 ) -> None:
+    """Fill `document` with the live page of `get_run()`'s run (a Bokeh app's doc function)."""
     layout, handles = build()
     fill(handles, get_run())
 
@@ -196,89 +196,28 @@ def _doc(
         except Exception:  # a broken update must not kill the page session
             logger.exception("Throughput page update failed")
 
-    doc.add_periodic_callback(update, UPDATE_MS)
-    doc.title = "Dask: Throughput"
-    doc.add_root(layout)
-    _dask_look(doc, extra)
+    document.add_periodic_callback(update, UPDATE_MS)
+    document.title = "Dask: Throughput"
+    document.add_root(layout)
+    plumbing.dask_look(document, extra)
 
 
-def _dask_look(doc: Document, extra: dict[str, Any]) -> None:
-    """The dashboard's own template and theme (private API: the page works without them)."""
-    try:
-        from distributed.dashboard.components.scheduler import BOKEH_THEME, env
+def throughput_figure(snap: dict[str, Any], run: str | None = None) -> Any:
+    """A bokeh layout of one run (default: the newest): curves, bars, table, progress.
 
-        doc.template = env.get_template("simple.html")
-        doc.template_variables.update(extra)
-        doc.theme = BOKEH_THEME
-    except Exception:
-        logger.info("Dask dashboard template unavailable; plain bokeh page", exc_info=True)
-
-
-def when_served(scheduler: Any, mount_page: Callable[[], None]) -> None:
-    """Call `mount_page` once the scheduler serves Dask's Bokeh pages, which the page joins.
-
-    That is now, or, where a stand-in holds the place of those pages until someone asks for one
-    (the pipeline's own local clusters: `pipeline.cluster._PagesOnDemand`), when it mounts them.
+    In a notebook: `bokeh.io.output_notebook(); bokeh.io.show(throughput_figure(snap))`.
     """
-    apps = getattr(getattr(scheduler, "http_application", None), "applications", [])
-    stand_in = next((app for app in apps if stands_in(app)), None)
-    if stand_in is None:
-        mount_page()
-    else:
-        stand_in.call_when_mounted(mount_page)
+    layout, handles = build()
+    run_id = run if run is not None else snap.get("current")
+    fill(handles, snap.get("runs", {}).get(run_id), snap.get("generated"))
+    return layout
 
 
-def stands_in(app: Any) -> bool:
-    """Whether `app` holds the place of Dask's pages until they are first asked for."""
-    return callable(getattr(app, "call_when_mounted", None))
+def save_throughput_report(snap: dict[str, Any], path: str | Path, run: str | None = None) -> None:
+    """Write a standalone HTML page (bokeh resources inline, opens offline) of one run."""
+    from bokeh.embed import file_html
+    from bokeh.resources import INLINE
 
-
-def mount(scheduler: Any, get_run: Callable[[], dict[str, Any] | None]) -> Any:
-    """Serve PAGE_PATH next to the scheduler's dashboard; return the app, or None if not mounted."""
-    http_app: Any = getattr(scheduler, "http_application", None)
-    apps = list(getattr(http_app, "applications", []))
-    if any(PAGE_PATH in getattr(app, "app_paths", ()) for app in apps):
-        return None
-    dashboard = next((app for app in apps if "/status" in getattr(app, "app_paths", ())), None)
-    if dashboard is None:
-        logger.info("The scheduler has no dashboard; %s not mounted", PAGE_PATH)
-        return None
-    from distributed.dashboard.core import BokehApplication
-    from tornado.ioloop import IOLoop
-
-    app = BokehApplication(
-        {PAGE_PATH: functools.partial(_doc, get_run)},
-        scheduler,
-        prefix=dashboard.prefix,
-        template_variables=_nav(scheduler, True),
-    )
-    http_app.add_application(app)
-    app.initialize(IOLoop.current())
-    app.start()
-    return app
-
-
-def unmount(scheduler: Any, app: Any) -> None:
-    """Stop serving the page (scheduler closing), so nothing outlives it in this process."""
-    app.stop(wait=False)
-    applications = getattr(getattr(scheduler, "http_application", None), "applications", [])
-    if app in applications:
-        applications.remove(app)
-    _nav(scheduler, False)
-
-
-def _nav(scheduler: Any, add: bool) -> dict[str, Any]:
-    """Add or remove the "Throughput" navbar tab, shared by every dashboard page (private API)."""
-    try:
-        from distributed.dashboard.scheduler import template_variables
-
-        variables: dict[str, Any] = template_variables(scheduler)
-        pages, name = variables["pages"], PAGE_PATH.strip("/")
-        if add and name not in pages:
-            pages.insert(pages.index("info") if "info" in pages else len(pages), name)
-        elif not add and name in pages:
-            pages.remove(name)
-        return variables
-    except Exception:
-        logger.info("No navbar tab for %s", PAGE_PATH, exc_info=True)
-        return {}
+    title = f"Pipeline throughput: run {run or snap.get('current') or '-'}"
+    html = file_html(throughput_figure(snap, run), INLINE, title, theme=plumbing.dask_theme())
+    Path(path).write_text(html, encoding="utf-8")

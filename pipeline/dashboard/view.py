@@ -1,6 +1,6 @@
 """Turn one run of a throughput snapshot into the columns the bokeh page and report draw.
 
-Pure functions over the JSON-able run dict of `_throughput_state.RunStats.to_dict()`.
+Pure functions over the JSON-able run dict of `state.RunStats.to_dict()`.
 Images/s counts ok + failed images (work done); skipped files appear in the table only.
 """
 

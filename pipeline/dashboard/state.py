@@ -11,9 +11,10 @@ import math
 import time
 from typing import Any
 
+from pipeline.record import STATUSES
+
 logger = logging.getLogger(__name__)
 
-STATUSES = ("ok", "failed", "skipped")
 COUNTS = (*STATUSES, "bytes_read", "bytes_written")
 MAX_BINS = 900  # per run; bins double in width when a run outgrows them
 MAX_RUNS = 20  # runs kept for the page and snapshots (metrics are never pruned)

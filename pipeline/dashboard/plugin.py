@@ -1,4 +1,4 @@
-"""Live per-core throughput on the Dask dashboard (`/throughput`) and its after-run report.
+"""The scheduler plugin behind `/throughput`, and the client-side calls that install and read it.
 
 `register(client)` ships `ThroughputPlugin` to the scheduler *by value* (cloudpickle), so it
 also works on a plain `dask scheduler` that lacks this package: there it only needs
@@ -14,13 +14,12 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from pipeline import _throughput_metrics, _throughput_page, _throughput_state, _throughput_view
-from pipeline import events as _events
+from pipeline import events, record
+from pipeline.dashboard import metrics, page, plumbing, state
 
 logger = logging.getLogger(__name__)
 
@@ -34,34 +33,36 @@ class ThroughputPlugin(SchedulerPlugin):
     idempotent = True
 
     def __init__(self) -> None:
-        self.state = _throughput_state.ThroughputState()
-        self._scheduler: Any = None
-        self._app: Any = None
-        self._metrics = False
-        self._closed = False
+        self.state = state.ThroughputState()
+        self.scheduler: Any = None
+        self.app: Any = None
+        self.collector: metrics.ThroughputCollector | None = None
 
     async def start(self, scheduler: Any) -> None:
-        self._scheduler = scheduler
+        self.scheduler = scheduler
         self._replay(scheduler)
-        self._metrics = _throughput_metrics.attach(self.state)
-        _throughput_page.when_served(scheduler, self._mount_page)
-
-    def _mount_page(self) -> None:
-        if self._closed or self._app is not None:
-            return
+        self.collector = metrics.attach(self.state)
         try:
-            self._app = _throughput_page.mount(self._scheduler, self._current_run)
-        except Exception:  # no page is better than a scheduler that refuses the plugin
-            logger.exception("Could not mount %s", _throughput_page.PAGE_PATH)
+            self.app = plumbing.mount(scheduler, page.PAGE_PATH, self._make_doc)
+            if self.app is not None:
+                plumbing.record_task_stream(scheduler)
+        except plumbing.PlumbingError:  # counting goes on; the page is what is lost
+            from importlib.metadata import version
+
+            logger.exception("No %s page on distributed %s", page.PAGE_PATH, version("distributed"))
+        if self.app is None and plumbing.dask_pages(scheduler) is None:
+            logger.info("The scheduler serves no dashboard: no %s page", page.PAGE_PATH)
+
+    def _make_doc(self, scheduler: Any, extra: dict[str, Any], doc: Any) -> None:
+        page.doc(self._current_run, scheduler, extra, doc)
 
     async def close(self) -> None:
-        self._closed = True
-        if self._metrics:
-            _throughput_metrics.detach(self.state)
-            self._metrics = False
-        if self._app is not None:
-            _throughput_page.unmount(self._scheduler, self._app)
-            self._app = None
+        if self.collector is not None:
+            metrics.detach(self.collector)
+            self.collector = None
+        if self.app is not None:
+            plumbing.unmount(self.scheduler, self.app, page.PAGE_PATH)
+            self.app = None
 
     def _replay(self, scheduler: Any) -> None:
         """Count the events logged before this plugin was registered, oldest first.
@@ -71,7 +72,7 @@ class ThroughputPlugin(SchedulerPlugin):
         `distributed.admin.low-level-log-length` per topic). Nothing is awaited between this
         and the scheduler adding the plugin, so no event is counted twice or missed.
         """
-        topics = (_events.RUN_TOPIC, _events.THROUGHPUT_TOPIC)
+        topics = (events.RUN_TOPIC, events.THROUGHPUT_TOPIC)
         logged = [(t, topic, msg) for topic in topics for t, msg in scheduler.get_events(topic)]
         for _, topic, msg in sorted(logged, key=lambda event: event[0]):
             self.log_event(topic, msg)
@@ -79,17 +80,17 @@ class ThroughputPlugin(SchedulerPlugin):
     def log_event(self, topic: str, msg: Any) -> None:
         if not isinstance(msg, dict):
             return
-        if topic == _events.THROUGHPUT_TOPIC:
-            if not msg.get("nthreads") and self._scheduler is not None:
-                worker = self._scheduler.workers.get(msg.get("worker"))
+        if topic == events.THROUGHPUT_TOPIC:
+            if not msg.get("nthreads") and self.scheduler is not None:
+                worker = self.scheduler.workers.get(msg.get("worker"))
                 msg = {**msg, "nthreads": worker.nthreads if worker else 1}
             self.state.add_batch(msg)
-        elif topic == _events.RUN_TOPIC:
+        elif topic == events.RUN_TOPIC:
             self.state.add_run_event(msg)
 
     def _current_run(self) -> dict[str, Any] | None:
         """The newest run of the plugin registered now (looked up by name: it may be replaced)."""
-        plugins = getattr(self._scheduler, "plugins", {})
+        plugins = getattr(self.scheduler, "plugins", {})
         run = plugins.get(PLUGIN_NAME, self).state.current()
         return run.to_dict() if run is not None else None
 
@@ -98,7 +99,7 @@ def register(client: Any) -> str:
     """Install the plugin on the client's scheduler (a no-op if it is there); return the page URL.
 
     The URL is `client.dashboard_link` with `/status` replaced by `/throughput`, or "" when the
-    scheduler serves no dashboard (so no page).
+    scheduler serves no such page (no dashboard, or the page could not be mounted).
     """
     with _pickled_by_value():
         client.register_plugin(ThroughputPlugin())
@@ -107,13 +108,7 @@ def register(client: Any) -> str:
 
 
 def _page_is_served(dask_scheduler: Any = None) -> bool:
-    """Whether the page is served, or will be with Dask's pages on their first request."""
-    apps = getattr(getattr(dask_scheduler, "http_application", None), "applications", [])
-    return any(
-        _throughput_page.PAGE_PATH in getattr(app, "app_paths", ())
-        or (_throughput_page.stands_in(app) and not app.mounted)
-        for app in apps
-    )
+    return plumbing.serves(dask_scheduler, page.PAGE_PATH)
 
 
 def page_url(client: Any) -> str:
@@ -125,7 +120,7 @@ def page_url(client: Any) -> str:
     if not link:
         return ""
     base = link[: -len("status")] if link.endswith("/status") else link.rstrip("/") + "/"
-    return base + _throughput_page.PAGE_PATH.strip("/")
+    return base + page.PAGE_PATH.strip("/")
 
 
 def snapshot(client: Any) -> dict[str, Any]:
@@ -137,56 +132,23 @@ def snapshot(client: Any) -> dict[str, Any]:
 
 def _scheduler_snapshot(dask_scheduler: Any = None) -> dict[str, Any]:
     plugin = dask_scheduler.plugins.get(PLUGIN_NAME) if dask_scheduler is not None else None
-    state = plugin.state if plugin is not None else _throughput_state.ThroughputState()
-    return state.snapshot()
-
-
-def throughput_figure(snap: dict[str, Any], run: str | None = None) -> Any:
-    """A bokeh layout of one run (default: the newest): curves, bars, table, progress.
-
-    In a notebook: `bokeh.io.output_notebook(); bokeh.io.show(throughput_figure(snap))`.
-    """
-    layout, handles = _throughput_page.build()
-    run_id = run if run is not None else snap.get("current")
-    _throughput_page.fill(handles, snap.get("runs", {}).get(run_id), snap.get("generated"))
-    return layout
-
-
-def save_throughput_report(snap: dict[str, Any], path: str | Path, run: str | None = None) -> None:
-    """Write a standalone HTML page (bokeh resources inline, opens offline) of one run."""
-    from bokeh.embed import file_html
-    from bokeh.resources import INLINE
-
-    title = f"Pipeline throughput: run {run or snap.get('current') or '-'}"
-    html = file_html(throughput_figure(snap, run), INLINE, title, theme=_dask_theme())
-    Path(path).write_text(html, encoding="utf-8")
-
-
-def _dask_theme() -> Any:
-    try:
-        from distributed.dashboard.components.scheduler import BOKEH_THEME
-    except Exception:  # the report still renders in bokeh's default look
-        return None
-    return BOKEH_THEME
+    counted = plugin.state if plugin is not None else state.ThroughputState()
+    return counted.snapshot()
 
 
 @contextlib.contextmanager
 def _pickled_by_value() -> Iterator[None]:
-    """Pickle our scheduler-side modules by value for the duration of one call.
+    """Pickle the scheduler-side modules by value for the duration of one call.
 
     The scheduler unpickles the plugin (and `_scheduler_snapshot`); by value it needs only
-    distributed, bokeh and tornado, not this package.
+    distributed, bokeh and tornado, not this package. Each module is registered by name, the
+    package's and its own: distributed pickles by value only objects whose own module is in
+    cloudpickle's registry. `events` and `record` are shared with the workers.
     """
     import cloudpickle
 
-    modules = [
-        _events,
-        _throughput_state,
-        _throughput_view,
-        _throughput_page,
-        _throughput_metrics,
-        sys.modules[__name__],
-    ]
+    package = __name__.rpartition(".")[0]
+    modules = [events, record, *_package_modules(package)]
     added = [m for m in modules if m.__name__ not in cloudpickle.list_registry_pickle_by_value()]
     for module in added:
         cloudpickle.register_pickle_by_value(module)
@@ -195,3 +157,9 @@ def _pickled_by_value() -> Iterator[None]:
     finally:
         for module in added:
             cloudpickle.unregister_pickle_by_value(module)
+
+
+def _package_modules(package: str) -> list[Any]:
+    """The package and its imported submodules."""
+    loaded = list(sys.modules.items())
+    return [m for name, m in loaded if name == package or name.startswith(package + ".")]
