@@ -78,8 +78,8 @@ def run_pipeline(
 
     `only`, when given, limits the run to these inputs (paths relative to `opts.input`), named
     exactly as in a full run: this is how a notebook re-runs just the failed files.
-    `on_connect(client)` runs once the dashboard pages are registered (after the first images
-    are sent; on a local cluster they are mounted on the first request for one);
+    `on_connect(client)` runs once the throughput page is registered (after the first images
+    are sent);
     `on_finish(client)` after the last result, while the cluster is still up.
     """
     check_locations(opts.input, opts.output)

@@ -26,28 +26,19 @@ from pipeline.errors import ImageError
 #: What Image.open may try. MPO (multi-picture JPEG, written by many cameras and phones as .jpg)
 #: needs no entry: Pillow's JPEG opener returns an MpoImageFile itself (and "MPO" has no opener).
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
-#: The one resample, by how much it still has to shrink (`_resample_for`). PSNR against the naive
-#: full-decode LANCZOS pipeline's JPEG (q85), min/median, on the 200-image benchmark corpus at
-#: 1920 px and on the seed photos at 640 px; CPU of the resample or the whole transform, one
-#: process.
-#: Below 1.5x (what a DCT-scaled decode leaves, or a photo just above the target): HAMMING.
-#: BICUBIC there gave 35.2/46.6 dB on the corpus, HAMMING 33.3/44.9 dB for 8% less CPU per
-#: image: its window spans one source pixel per side where BICUBIC's spans two, so it reads half
-#: the pixels. BILINEAR (the same cost, a blunter window) fell to 32.7 dB, too close to the
-#: 32 dB bar. HAMMING's worst image is a fine grass texture, the difference invisible at 2x zoom.
-#: From 1.5x up to 3x on a fully decoded image (PNG, WebP, TIFF, BMP, a JPEG too small for DCT
-#: scaling): HAMMING too. On the corpus' 19 such images it took 1.45 s of resampling where
-#: BICUBIC took 2.25 s and LANCZOS 3.15 s, at 36.3/42.3 dB (BICUBIC 38.2/43.9, BILINEAR
-#: 34.0/40.6); a full-size image carries no DCT-scaling blur or aliasing for the filter to mend.
+#: The one resample, by how much it still has to shrink (`_resample_for`): below LARGE_FACTOR
+#: (what a DCT-scaled decode leaves, or a photo just above the target), and below
+#: FULL_LARGE_FACTOR on a fully decoded image, which carries no DCT-scaling blur or aliasing for
+#: the filter to mend, HAMMING: its window spans one source pixel per side where BICUBIC's spans
+#: two, so it reads half the pixels. Everything else LANCZOS, which keeps what a shorter filter
+#: would alias or blur, such as what the coarse 1/4 and 1/8 DCT scales leave for small targets.
+#: The measurements behind these choices: docs/performance.md.
 RESAMPLE = Image.Resampling.HAMMING
 LARGE_FACTOR = 1.5
 FULL_LARGE_FACTOR = 3.0
-#: Everything else: LANCZOS, which keeps what a shorter filter would alias or blur. That includes
-#: what the coarse 1/4 and 1/8 DCT scales leave for small targets: on the seed photos at 640 px
-#: (1.5-3x left after 1/8) BICUBIC there gave 33.4/40.0 dB, LANCZOS 34.0/42.8.
 RESAMPLE_LARGE = Image.Resampling.LANCZOS
 #: `resize` box-reduces by an integer factor first while keeping at least this ratio for the
-#: filter; 3 is "indistinguishable from fair resampling" per Pillow's docs (1.0 saved only 1%).
+#: filter; 3 is "indistinguishable from fair resampling" per Pillow's docs.
 REDUCING_GAP = 3.0
 ORIENTATION_TAG = 0x0112
 JPEG_SUBSAMPLING = "4:2:0"

@@ -6,11 +6,9 @@ prepares workers the pipeline did not start (a remote cluster), whose environmen
 Why: a Dask Nanny starts its worker with MALLOC_TRIM_THRESHOLD_=65536. Setting any glibc malloc
 threshold switches off glibc's dynamic mmap threshold, so every buffer over 128 KiB (each decoded
 image, each 16 MiB block of Pillow's arena, each input file read) is mmap'ed, page-faulted in and
-unmapped again. Measured end to end on the 200-photo corpus, 2 workers, alternating runs: Dask's
-default 6.4 img/s; our local workers started without the variable 7.3 (+14%, peak RSS per worker
-264 -> 348-384 MiB); Pillow keeping 8 freed blocks instead 7.1 (304 MiB); both 7.45, within noise
-of the first but 406-419 MiB, over the 400 MiB budget. glibc's own dynamic thresholds still let
-memory go: buffers over 32 MiB (a progressive JPEG's coefficients, 2 bytes per pixel: 48 MiB of
+unmapped again, which costs a sizeable share of the throughput (docs/performance.md has the
+measurements behind every setting here). glibc's own dynamic thresholds still let memory go:
+buffers over 32 MiB (a progressive JPEG's coefficients, 2 bytes per pixel: 48 MiB of
 luma for a 24 MP photo) are always mmap'ed, and the heaps of an image thread's arena are
 unmapped when they empty. So local workers start with MALLOC_ENVIRON: one arena that keeps up
 to 128 MiB of freed memory (see there); workers that have the Nanny's variable (a remote
@@ -37,32 +35,26 @@ TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
 #: glibc malloc for local workers (read once, when a process starts): every thread in the main
 #: arena, and up to 128 MiB, freed memory is kept for the next image rather than handed back
 #: and faulted in again; allocations above it are still mmap'ed and unmapped when freed.
-#: Measured end to end, 200-image corpus, 2 workers, 3 alternating pairs against glibc's
-#: dynamic defaults: wall time -4 to -6% in every pair, page faults per worker 300-460k ->
-#: 62-75k, system CPU per worker 1.0 -> 0.3 s, peak RSS per worker 359 -> 331 MiB at most.
-#: A 64 MiB trim threshold left twice the page faults on the corpus.
 MALLOC_ENVIRON = {
     "MALLOC_ARENA_MAX": "1",
     "MALLOC_MMAP_THRESHOLD_": str(128 << 20),
     TRIM_VARIABLE: str(128 << 20),
 }
 #: Samplers that interrupt the image thread of every local worker: the statistical profiler
-#: (a stack walk every 10 ms, for the dashboard's /profile page) and the GIL monitor. Off, the
-#: CPU per image fell ~7% end to end (same corpus, alternating runs); the pipeline's own
-#: throughput page and the task stream do not use them.
+#: (a stack walk every 10 ms, for the dashboard's /profile page) and the GIL monitor; the
+#: pipeline's own throughput page and the task stream do not use them.
 QUIET_WORKERS = (
     "distributed.worker.profile.enabled",
     "distributed.admin.system-monitor.gil.enabled",
 )
 #: Every Dask server (scheduler, each Nanny, each worker) wakes every `tick.interval` (20 ms) to
-#: measure how late its event loop runs. Idle, a 2-worker LocalCluster burned 1.7 s of CPU per
-#: 20 s on it and its other timers; with 500 ms, 0.7 s. On a machine whose every core runs a
-#: worker, that CPU comes out of the images. A blocked loop is still reported (after 3 s).
+#: measure how late its event loop runs. On a machine whose every core runs a worker, that CPU
+#: comes out of the images. A blocked loop is still reported (after 3 s).
 TICK = ("distributed.admin.tick.interval", "500ms")
 #: Other timers of every server: the system monitor (CPU, memory, network counters for the
 #: dashboard's System page) every 500 ms, and the worker's and its Nanny's memory check every
-#: 100 ms. Slowed as below, an idle 2-worker LocalCluster used 0.5 s of CPU per 20 s instead of
-#: 0.95 s. A worker over its memory limit is still paused or restarted within 250 ms.
+#: 100 ms, slowed as below. A worker over its memory limit is still paused or restarted
+#: within 250 ms.
 SLOWER_TIMERS = {
     "distributed.admin.system-monitor.interval": "1s",
     "distributed.worker.memory.monitor-interval": "250ms",
