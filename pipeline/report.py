@@ -15,6 +15,7 @@ import html
 import json
 import os
 import tempfile
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -54,6 +55,8 @@ class RunReport:
             self._spool = tempfile.TemporaryFile(  # noqa: SIM115 - closed in close()
                 "w+", dir=spool_dir, prefix=".pipeline-report-"
             )
+            # a report handed to the caller (run() returns it) owns the file until it is dropped
+            weakref.finalize(self, self._spool.close)
 
     # -- filling in ---------------------------------------------------------------------------
     def add(self, records: Iterable[Record]) -> None:
