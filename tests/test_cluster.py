@@ -286,6 +286,8 @@ def test_another_process_cannot_use_a_kept_alive_local_cluster(tree: Path, tmp_p
     finally:
         proc.kill()
         proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 _SLOW_REPLIES = """
