@@ -38,6 +38,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench import _vm_hwm_mib  # noqa: E402 - benchmarks/ is this script's own folder
+
 PER_FOLDER = 1000
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -58,17 +61,6 @@ def make_tree(root: Path, count: int) -> Path:
     return tree
 
 
-def _hwm_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def _cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
@@ -87,7 +79,7 @@ def run_cli(args: list[str], *, env: dict[str, str] | None = None) -> dict[str, 
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        peak = max(peak, _hwm_mib(proc.pid))
+        peak = max(peak, _vm_hwm_mib(proc.pid))
         time.sleep(0.1)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {

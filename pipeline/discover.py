@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.safety import nfc_key
-from pipeline.storage import Store, local_identity
+from pipeline.safety import local_identity, nfc_key
+from pipeline.storage import Store
 
 #: The input extensions, compared in lower case.
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})

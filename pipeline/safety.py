@@ -58,18 +58,19 @@ def check_overlap(source: str, target: str, *, remote: bool) -> None:
 
 def _folder_relation(source: str, target: str) -> tuple[bool, bool]:
     """(same folder, source inside target) for resolved paths, also by identity (bind mounts)."""
-    wanted = _identity(target)
-    same = source == target or (wanted is not None and _identity(source) == wanted)
+    wanted = local_identity(target)
+    same = source == target or (wanted is not None and local_identity(source) == wanted)
     inside = os.path.commonpath([source, target]) == target
     if not inside and wanted is not None:
         parent = os.path.dirname(source)
         while parent != os.path.dirname(parent) and not inside:
-            inside = _identity(parent) == wanted
+            inside = local_identity(parent) == wanted
             parent = os.path.dirname(parent)
     return same, inside and not same
 
 
-def _identity(path: str) -> tuple[int, int] | None:
+def local_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a local folder, to recognise it under another name."""
     try:
         st = os.stat(path)
     except OSError:

@@ -196,15 +196,6 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
-def local_identity(path: str) -> tuple[int, int] | None:
-    """(device, inode) of a local folder, to recognise it under another name."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
 def _local_kind(entry: os.DirEntry[str]) -> bool:
     """Folders that are not symbolic links, and files (following links)."""
     with contextlib.suppress(OSError):
