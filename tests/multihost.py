@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -39,15 +40,21 @@ STOP_TIMEOUT = 10.0
 _PREFIX = "plmh"
 _STALE = re.compile(rf"^{_PREFIX}(\d+)\.\d+-")
 _counter = itertools.count(1)
-# run the command with an empty private /tmp (the mount namespace ends with the process)
-PRIVATE_TMP = [
-    "unshare",
-    "-m",
-    "sh",
-    "-c",
-    'mount -t tmpfs none /tmp && cd /tmp && exec "$@"',
-    "sh",
-]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def private_tmp(keep: Path = REPO) -> list[str]:
+    """A prefix that runs a command with an empty private /tmp (in a mount namespace that ends
+    with the process). A checkout that itself lives under /tmp (its venv, the package) stays
+    visible at its path: it is bound aside on /mnt, /tmp is covered, and it is moved back."""
+    script = 'mount -t tmpfs none /tmp && cd /tmp && exec "$@"'
+    if keep.is_relative_to("/tmp"):
+        path = shlex.quote(str(keep))
+        script = (
+            f"mount --bind {path} /mnt && mount -t tmpfs none /tmp && mkdir -p {path} && "
+            f'mount --move /mnt {path} && cd /tmp && exec "$@"'
+        )
+    return ["unshare", "-m", "sh", "-c", script, "sh"]
 
 
 def missing() -> str | None:
@@ -93,7 +100,7 @@ class Host:
     procs: list[subprocess.Popen] = field(default_factory=list)
 
     def argv(self, command: Sequence[str]) -> list[str]:
-        wrap = PRIVATE_TMP if self.private_tmp else []
+        wrap = private_tmp() if self.private_tmp else []
         return ["ip", "netns", "exec", self.ns, *wrap, *command]
 
     def spawn(
