@@ -125,7 +125,7 @@ def test_a_scheduler_file_written_after_the_start_is_waited_for(
     procs: DaskProcs, tree: Path, tmp_path: Path
 ) -> None:
     """A batch job's scheduler may write its file a moment after the run starts."""
-    later = tmp_path / "shared" / "scheduler.json"
+    later = tmp_path / "cluster-fs" / "scheduler.json"
     later.parent.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in PIPELINE_ENV}
     argv = [sys.executable, "-m", "pipeline", "run", "--input", str(tree), "--output",
