@@ -8,7 +8,6 @@ folder, not a report, not a temporary file.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,18 +102,18 @@ def _check_overlap(source: Store, target: Store) -> None:
 
 
 def _checker(source: Store, target: Store, fingerprint: str) -> Callable[[Job], str]:
+    """A job's state, read as a run reads it (`Store.inspect`: no link followed, any store)."""
+
     def state_of(job: Job) -> str:
         try:
             size, version = source.identity(job.input)
+            exists, found = target.inspect(job.output)
         except OSError:
             return UNREADABLE
-        found = target.read_marker(job.output)
         if found == outputs.marker(fingerprint, size, version):
             return UP_TO_DATE
         if found is not None:
             return STALE
-        if not target.remote and os.path.lexists(target.url(job.output)):
-            return FOREIGN
-        return NEW
+        return FOREIGN if exists else NEW
 
     return state_of

@@ -9,12 +9,11 @@ in `run()`. The records are the report's rows (`input`, `output`, `status`, `err
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import DEFAULT_TIMEOUT, Settings
+from pipeline.config import DEFAULT_TIMEOUT, RunOptions, Settings
 
 if TYPE_CHECKING:
     from dask.bag import Bag
@@ -39,19 +38,15 @@ def records_bag(
     import dask.bag as db
 
     from pipeline.discover import iter_jobs
-    from pipeline.storage import Store, check_locations
+    from pipeline.storage import check_locations
     from pipeline.task import TaskContext
 
     check_locations(input, output)
-    ctx = TaskContext(
-        input_root=Store.at(input).root,
-        output_root=Store.at(output).root,
-        settings=Settings(**settings),
-        run_id=uuid.uuid4().hex[:12],
-        started_ns=time.time_ns(),
-        overwrite=overwrite,
+    opts = RunOptions(
+        input=input, output=output, settings=Settings(**settings), overwrite=overwrite,
         timeout=timeout,
-    )
+    )  # fmt: skip
+    ctx = TaskContext.for_run(opts, uuid.uuid4().hex[:12])
     jobs = list(iter_jobs(input, output))
     size = partition_size or min(MAX_PARTITION, max(1, math.ceil(len(jobs) / TASKS_WANTED)))
     records: Bag = db.from_sequence(jobs, partition_size=size).map_partitions(_process, ctx)

@@ -40,7 +40,7 @@ from pipeline.config import RunOptions
 from pipeline.discover import Job, iter_jobs
 from pipeline.events import RUN_TOPIC
 from pipeline.report import RunReport
-from pipeline.storage import Store, check_locations
+from pipeline.storage import check_locations
 from pipeline.task import (
     Record,
     TaskContext,
@@ -86,16 +86,7 @@ def run_pipeline(
     report = report or RunReport(run_id=uuid.uuid4().hex[:12])
     report.options = opts
     started = time.perf_counter()
-    ctx = TaskContext(
-        input_root=Store.at(opts.input).root,
-        output_root=Store.at(opts.output).root,
-        settings=opts.settings,
-        run_id=report.run_id,
-        started_ns=time.time_ns(),
-        overwrite=opts.overwrite,
-        timeout=opts.timeout,
-        follow_symlinks=opts.follow_symlinks,
-    )
+    ctx = TaskContext.for_run(opts, report.run_id)
     flights: dict[str, _Flight] = {}
     with connected(opts, client) as dask_client:
         report.dashboard_link = str(getattr(dask_client, "dashboard_link", "") or "")

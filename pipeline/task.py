@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pipeline import outputs, recycle, telemetry
-from pipeline.config import DEFAULT_TIMEOUT, Settings
+from pipeline.config import DEFAULT_TIMEOUT, RunOptions, Settings
 from pipeline.discover import Job
 from pipeline.errors import ImageError, describe
 from pipeline.record import Record as Record  # what a task returns, one per input
@@ -48,6 +48,20 @@ class TaskContext:
     overwrite: bool = False
     timeout: float = DEFAULT_TIMEOUT
     follow_symlinks: bool = False  # read input links that lead outside the input folder
+
+    @classmethod
+    def for_run(cls, opts: RunOptions, run_id: str) -> TaskContext:
+        """The context of a run of `opts` starting now."""
+        return cls(
+            input_root=Store.at(opts.input).root,
+            output_root=Store.at(opts.output).root,
+            settings=opts.settings,
+            run_id=run_id,
+            started_ns=time.time_ns(),
+            overwrite=opts.overwrite,
+            timeout=opts.timeout,
+            follow_symlinks=opts.follow_symlinks,
+        )
 
     @property
     def source(self) -> Store:
