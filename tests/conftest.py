@@ -93,6 +93,15 @@ def run_cli(
     return CliResult(proc.returncode, proc.stdout, proc.stderr, data)
 
 
+def reap(proc: subprocess.Popen[str]) -> None:
+    """End a CLI started with Popen (killed if it still runs) and close its pipes."""
+    proc.kill()
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def save_image(
     path: Path,
     size: tuple[int, int] = (64, 48),

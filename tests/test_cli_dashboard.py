@@ -9,7 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from conftest import PIPELINE_ENV, REPO, run_cli
+from conftest import PIPELINE_ENV, REPO, reap, run_cli
 
 
 def test_link_at_start_and_html_reports_after(tree: Path, tmp_path: Path) -> None:
@@ -47,7 +47,4 @@ def test_keep_alive_keeps_the_dashboard_until_interrupted(tree: Path, tmp_path: 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
     finally:
-        proc.kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        reap(proc)

@@ -23,7 +23,7 @@ from typing import Any
 import dask
 import psutil
 import pytest
-from conftest import PIPELINE_ENV, REPO, run_cli
+from conftest import PIPELINE_ENV, REPO, reap, run_cli
 from dask_procs import DaskProcs, dask_cluster_procs
 from distributed import Client, LocalCluster
 
@@ -284,10 +284,7 @@ def test_another_process_cannot_use_a_kept_alive_local_cluster(tree: Path, tmp_p
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
     finally:
-        proc.kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        reap(proc)
 
 
 _SLOW_REPLIES = """
