@@ -10,7 +10,7 @@ Architecture (data flows one way):
 - task.py       one partition: read -> transform -> atomic write -> record; never raises
 - transform.py  pure: encoded bytes + Settings -> JPEG bytes + facts (Pillow; jpeg.py: the
                 reduced-scale JPEG decode, libjpeg-turbo through simplejpeg)
-- storage.py    local folders or fsspec URLs; outputs.py: atomic writes, up-to-date marker
+- storage/      local folders or fsspec URLs; outputs.py: atomic writes, up-to-date marker
 - telemetry.py  what tasks tell Dask; tuning.py: worker set-up for image work
 - dashboard/    the /throughput page on the scheduler's dashboard (a SchedulerPlugin)
 - report.py     the run report; record.py: one input's outcome; records.py: the report's

@@ -66,11 +66,11 @@ class TaskContext:
     @property
     def source(self) -> Store:
         # already normalised: no path resolution per image
-        return Store(self.input_root, confined=not self.follow_symlinks)
+        return Store.at(self.input_root, confined=not self.follow_symlinks)
 
     @property
     def target(self) -> Store:
-        return Store(self.output_root)
+        return Store.at(self.output_root)
 
 
 def process_partition(jobs: Iterable[Job], ctx: TaskContext) -> list[Record]:

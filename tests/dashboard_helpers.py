@@ -1,4 +1,5 @@
-"""Shared helpers for the dashboard tests: a simulated image task and HTTP/metrics readers.
+"""Shared helpers for the dashboard tests: a simulated image task, batch events, a LocalCluster
+with a client, HTTP/metrics readers and the checks of a run's totals.
 
 `simulate_partition` stands in for the real task: it sleeps per "image" and reports batches
 with `get_worker().log_event(THROUGHPUT_TOPIC, BatchEvent)`. It uses only the stdlib and
@@ -7,16 +8,42 @@ distributed, so it can be pickled by value to workers that cannot import this di
 
 from __future__ import annotations
 
+import contextlib
 import time
 import urllib.request
 from typing import Any
 
+import dask
 import dask.bag as db
-from distributed import get_worker
+from distributed import Client, LocalCluster, get_worker
 
 from pipeline.events import RUN_TOPIC, THROUGHPUT_TOPIC
 
 COUNT_KEYS = ("ok", "failed", "skipped", "bytes_read", "bytes_written")
+
+
+@contextlib.contextmanager
+def local_client(**config):
+    with (
+        dask.config.set(config),
+        LocalCluster(
+            processes=True, n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield cluster, client
+
+
+def batch(worker="tcp://w:1", t=100.0, busy=1.0, run="r", nthreads=2, **counts):
+    return {
+        "run": run,
+        "worker": worker,
+        "nthreads": nthreads,
+        "t": t,
+        "busy": busy,
+        **dict.fromkeys(COUNT_KEYS, 0),
+        **counts,
+    }
 
 
 def status_of(item: int) -> str:
@@ -108,3 +135,24 @@ def wait_until(predicate, timeout: float, message: str, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s: {message}")
+
+
+def metrics_by_status(metrics, workers):
+    totals = dict.fromkeys(COUNT_KEYS, 0.0)
+    for (name, worker, status), value in metrics.items():
+        assert worker in workers, f"{worker} is not a worker of this cluster"
+        key = status or name.removeprefix("pipeline_").removesuffix("_total")
+        totals[key] += value
+    return totals
+
+
+def assert_run_matches(snap, run, expected, workers):
+    data = snap["runs"][run]
+    assert {k: data[k] for k in ("ok", "failed", "skipped")} == {
+        k: expected[k] for k in ("ok", "failed", "skipped")
+    }
+    assert data["done"] == data["total"] == sum(expected[k] for k in ("ok", "failed", "skipped"))
+    assert set(data["workers"]) == set(workers), "per-worker rows must be the real workers"
+    for key in COUNT_KEYS:
+        assert sum(w[key] for w in data["workers"].values()) == expected[key], key
+    assert all(w["nthreads"] == workers[a]["nthreads"] for a, w in data["workers"].items())

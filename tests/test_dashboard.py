@@ -1,134 +1,28 @@
-"""The /throughput page, its counters and report, with real clusters and real processes."""
+"""The throughput plugin and page: registration, snapshots, the served page and its report,
+with real clusters and real processes (the state, view and metrics modules have their own)."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import time
 
 import cloudpickle
 import dashboard_helpers as sim
-import dask
 import pytest
 from bokeh.models import ColumnDataSource, LayoutDOM
+from dashboard_helpers import assert_run_matches, batch, local_client, metrics_by_status
 from dask_procs import dask_cluster_procs
 from distributed import Client, LocalCluster
 
 from pipeline import dashboard
 from pipeline.dashboard import state as tp_state
-from pipeline.dashboard import view as tp_view
 from pipeline.events import RUN_TOPIC, THROUGHPUT_TOPIC
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@contextlib.contextmanager
-def local_client(**config):
-    with (
-        dask.config.set(config),
-        LocalCluster(
-            processes=True, n_workers=2, threads_per_worker=1, dashboard_address="127.0.0.1:0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield cluster, client
-
-
-def batch(worker="tcp://w:1", t=100.0, busy=1.0, run="r", nthreads=2, **counts):
-    return {
-        "run": run,
-        "worker": worker,
-        "nthreads": nthreads,
-        "t": t,
-        "busy": busy,
-        **dict.fromkeys(sim.COUNT_KEYS, 0),
-        **counts,
-    }
-
-
-def metrics_by_status(metrics, workers):
-    totals = dict.fromkeys(sim.COUNT_KEYS, 0.0)
-    for (name, worker, status), value in metrics.items():
-        assert worker in workers, f"{worker} is not a worker of this cluster"
-        key = status or name.removeprefix("pipeline_").removesuffix("_total")
-        totals[key] += value
-    return totals
-
-
-def assert_run_matches(snap, run, expected, workers):
-    data = snap["runs"][run]
-    assert {k: data[k] for k in ("ok", "failed", "skipped")} == {
-        k: expected[k] for k in ("ok", "failed", "skipped")
-    }
-    assert data["done"] == data["total"] == sum(expected[k] for k in ("ok", "failed", "skipped"))
-    assert set(data["workers"]) == set(workers), "per-worker rows must be the real workers"
-    for key in sim.COUNT_KEYS:
-        assert sum(w[key] for w in data["workers"].values()) == expected[key], key
-    assert all(w["nthreads"] == workers[a]["nthreads"] for a, w in data["workers"].items())
-
-
-# --- pure state, no cluster ------------------------------------------------------------------
-
-
-def test_state_spreads_images_over_busy_time_and_keeps_exact_totals():
-    state = tp_state.ThroughputState()
-    state.add_run_event({"run": "r", "state": "started", "t": 100.0})
-    state.add_batch(batch(t=103.0, busy=2.0, ok=8, failed=2, skipped=5, bytes_read=7))
-    state.add_batch({"worker": "tcp://w:1", "t": "not a time"})  # dropped, logged
-    state.add_batch(batch(t=float("inf")))  # dropped: would loop forever coarsening
-    run = state.snapshot()["runs"]["r"]
-    assert (run["ok"], run["failed"], run["skipped"], run["done"]) == (8, 2, 5, 15)
-    assert run["series"]["images"]["tcp://w:1"] == pytest.approx([0.0, 5.0, 5.0])
-    assert state.snapshot()["totals"]["tcp://w:1"]["bytes_read"] == 7
-
-
-def test_state_coarsens_bins_without_losing_images():
-    state = tp_state.ThroughputState()
-    for i in range(3 * tp_state.MAX_BINS):
-        state.add_batch(batch(t=100.0 + i + 1, busy=1.0, ok=3))
-    series = state.snapshot()["runs"]["r"]["series"]
-    assert series["bin_s"] == 4.0
-    assert len(series["images"]["tcp://w:1"]) <= tp_state.MAX_BINS
-    assert sum(series["images"]["tcp://w:1"]) == pytest.approx(9 * tp_state.MAX_BINS)
-
-
-def test_state_keeps_the_newest_runs_but_all_metrics():
-    state = tp_state.ThroughputState()
-    for i in range(tp_state.MAX_RUNS + 3):
-        state.add_batch(batch(run=f"r{i}", t=100.0 + i, ok=1))
-    snap = state.snapshot()
-    assert len(snap["runs"]) == tp_state.MAX_RUNS
-    assert snap["current"] == f"r{tp_state.MAX_RUNS + 2}"
-    assert snap["totals"]["tcp://w:1"]["ok"] == tp_state.MAX_RUNS + 3
-
-
-def test_view_rates_per_core_table_and_progress():
-    state = tp_state.ThroughputState()
-    state.add_run_event({"run": "r", "state": "discovered", "total": 100, "t": 100.0})
-    for i in range(10):
-        state.add_batch(batch(t=101.0 + i, busy=1.0, ok=4, nthreads=2))
-    run = state.snapshot()["runs"]["r"]
-    lines = tp_view.series(run)
-    assert lines["workers"]["ys"][0][-1] == pytest.approx(4.0)
-    assert lines["workers"]["ys_core"][0][-1] == pytest.approx(2.0)
-    assert lines["cluster"]["y_core"][-1] == pytest.approx(2.0)
-    row = {k: v[0] for k, v in tp_view.table(run).items()}
-    assert row["rate"] == pytest.approx(4.0)
-    assert row["ms_per_image"] == pytest.approx(250.0)
-    assert tp_view.bars(run)["rate_per_core"] == [pytest.approx(2.0)]
-    text = tp_view.progress(run, now=110.0)
-    assert "40 / 100 images (40.0%)" in text
-    assert "ETA 0:15" in text
-
-
-def test_bars_average_only_the_bins_there_are():
-    state = tp_state.ThroughputState()
-    state.add_run_event({"run": "r", "state": "started", "t": 100.0})
-    for i in range(3):
-        state.add_batch(batch(t=101.0 + i, busy=1.0, ok=6, nthreads=3))
-    state.add_run_event({"run": "r", "state": "finished", "t": 103.0})
-    assert tp_view.bars(state.snapshot()["runs"]["r"])["rate_per_core"] == [2.0]
+# --- the page and its link, no cluster -------------------------------------------------------
 
 
 def test_report_is_standalone_html(tmp_path):
@@ -222,31 +116,6 @@ def test_registering_twice_keeps_one_plugin_and_its_counts():
         dashboard.register(c)
         assert cluster.scheduler.plugins[dashboard.PLUGIN_NAME] is plugin
         assert dashboard.snapshot(c)["runs"]["a"]["done"] == 50
-
-
-def _served_metric_names():
-    from prometheus_client import REGISTRY
-
-    return {family.name for family in REGISTRY.collect()}
-
-
-def test_two_schedulers_in_one_process_keep_their_own_counts(caplog):
-    """/metrics is one registry per process: the first plugin's counters are served there, the
-    second says why its are not, and both pages and snapshots keep their own counts."""
-    with local_client() as (_, a):
-        url_a = dashboard.register(a)
-        sim.run_simulation(a, 40, "a", npartitions=2)
-        workers_a = a.scheduler_info(n_workers=-1)["workers"]
-        with local_client() as (_, b):
-            assert dashboard.register(b).endswith("/throughput")
-            sim.run_simulation(b, 60, "b", npartitions=2)
-            assert dashboard.snapshot(b)["runs"]["b"]["done"] == 60
-            assert "already on this process's /metrics" in caplog.text
-            served = sim.pipeline_metrics(url_a.replace("/throughput", "/metrics"))
-            assert {w for _, w, _ in served} == set(workers_a)
-        assert metrics_by_status(served, workers_a)["ok"] == 32
-        assert "pipeline_images" in _served_metric_names()
-    assert "pipeline_images" not in _served_metric_names(), "the collector must leave with them"
 
 
 def test_client_run_events_without_batches_show_progress():

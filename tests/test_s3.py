@@ -238,10 +238,10 @@ def test_listing_an_s3_prefix_gives_the_object_sizes(
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
     s3fs.S3FileSystem.clear_instance_cache()
-    storage._fs.cache_clear()
+    storage.remote.file_system.cache_clear()
     try:
         sizes = {job.input: job.size for job in iter_jobs("s3://sized/shoot")}
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
-        storage._fs.cache_clear()
+        storage.remote.file_system.cache_clear()
     assert sizes == {name: (tmp_path / "src" / name).stat().st_size for name in INPUTS}

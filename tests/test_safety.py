@@ -1,7 +1,7 @@
 """The user's files are safe: `python -m pipeline run` as a user runs it, on real folders.
 
 Overlapping folders, files the pipeline did not write, symbolic links in the output and the
-input, credentials in URLs, hostile and over-long names.
+input, credentials in URLs, hostile and over-long names; then the checks of `safety` alone.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, save_image
 
-from pipeline import outputs
+from pipeline import outputs, safety
+from pipeline.errors import UsageError
 from pipeline.safety import name_from_json
+from pipeline.storage import Store
 
 ONE_WORKER = ("--workers", "1", "--max-size", "64")
 
@@ -233,3 +235,54 @@ def test_255_byte_names_and_nfc_collisions(tmp_path: Path) -> None:
     again = run_cli(*args, "--overwrite")  # replacing goes through named temp files
     assert again.code == 0, again.stderr
     assert sorted(os.listdir(out)) == written
+
+
+# -- the checks themselves, without a run ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "message"),
+    [
+        ("s3://b/in", "s3://b/in/", "the output is the input"),
+        ("s3a://b/in", "s3://b/in", "the output is the input"),
+        ("s3://b/in/sub", "s3://b/in", "is inside the output"),
+        ("s3://b/x", "s3://b", "is inside the output"),
+        ("s3://b/in", "s3://b/in/web", "must not be inside the input"),
+    ],
+)
+def test_overlapping_urls_are_refused(source: str, target: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        safety.check_overlap(Store.at(source).root, Store.at(target).root, remote=True)
+
+
+@pytest.mark.parametrize(("source", "target"), [("s3://b/in", "s3://b/input"),
+                                                ("s3://b/in", "s3://c/in")])  # fmt: skip
+def test_neighbouring_urls_are_fine(source: str, target: str) -> None:
+    safety.check_overlap(source, target, remote=True)
+
+
+def test_the_same_folder_is_refused_and_a_neighbour_is_fine(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    with pytest.raises(UsageError, match="the output is the input"):
+        safety.check_overlap(str(tmp_path / "in"), str(tmp_path / "in"), remote=False)
+    safety.check_overlap(str(tmp_path / "in"), str(tmp_path / "in-web"), remote=False)
+
+
+def test_shown_escapes_control_characters_only() -> None:
+    assert safety.shown("caf\u00e9 \u65e5\u672c.jpg") == "caf\u00e9 \u65e5\u672c.jpg"
+    assert safety.shown("a\x1b[2Jb") == "a\\x1b[2Jb"
+    assert safety.shown("x\nfailed: y") == "x\\nfailed: y"
+    assert safety.shown("\u202eevil\x7f\x9b") == "\\u202eevil\\x7f\\x9b"
+    assert safety.shown("back\\slash\udcff") == "back\\\\slash\\udcff"
+
+
+def test_json_rows_round_trip_names_that_are_not_utf8() -> None:
+    name = os.fsdecode(b"caf\xe9.png")
+    row = {"input": name, "output": None, "error": f"bad {name}", "status": "failed"}
+    safe = safety.json_row(row)
+    for value in safe.values():
+        if isinstance(value, str):
+            value.encode("utf-8")  # strict: no lone surrogates left
+    assert safety.name_from_json(safe) == name
+    assert safety.name_from_json(safe, "output") is None
+    assert safety.json_row({"input": "ok.png"}) == {"input": "ok.png"}
