@@ -133,7 +133,8 @@ def test_discovery_is_lazy(tmp_path: Path) -> None:
 def test_is_candidate() -> None:
     assert is_candidate("x.WebP")
     assert not is_candidate("._x.jpg")
-    assert is_candidate("IMG_0001.HEIC") and is_candidate("x.avif")
+    assert is_candidate("IMG_0001.HEIC")
+    assert is_candidate("x.avif")
     assert not is_candidate("x.gif")
 
 
