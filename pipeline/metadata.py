@@ -61,12 +61,13 @@ def capture(im: Image.Image, policy: str, notes: list[str] | None = None) -> Cap
     notes = [] if notes is None else notes
     exif = _exif(im, notes)
     raw_xmp = _raw_xmp(im)
-    rights_xmp = xmp_fields.rights(raw_xmp, notes) if raw_xmp else b""
+    # with `all` the rights are only a fallback for small JPEG headers: no notes about them
+    rights_xmp = xmp_fields.rights(raw_xmp, notes if policy == "copyright" else [])
     rights_exif = _encoded(_rights_exif(exif), notes)
     if policy == "copyright":
         found = Captured(rights_exif, rights_xmp, rights_exif, rights_xmp)
     else:
-        full_xmp = xmp_fields.upright(raw_xmp) if raw_xmp else b""
+        full_xmp = xmp_fields.upright(raw_xmp, notes)
         full_exif = _encoded(_all_exif(exif), notes) or rights_exif
         found = Captured(full_exif, full_xmp, rights_exif, rights_xmp)
     if len(found.exif) + len(found.xmp) > JPEG_BUDGET:
@@ -124,7 +125,7 @@ def _rights_exif(exif: Image.Exif) -> Image.Exif:
     out = Image.Exif()
     for tag in (ARTIST, COPYRIGHT):
         value = _value(tag, exif.get(tag))
-        if value:
+        if value and isinstance(value, bytes):  # text only: a number there is garbage
             out[tag] = value
     return out
 

@@ -52,6 +52,8 @@ _ORIENTATION = (
 
 def rights(packet: bytes, notes: list[str]) -> bytes:
     """A new XMP packet with only the rights properties of `packet` (b"" when it has none)."""
+    if not packet or _has_dtd(packet, notes):
+        return b""
     root = _parse(packet, notes)
     if root is None:
         return b""
@@ -65,20 +67,26 @@ def rights(packet: bytes, notes: list[str]) -> bytes:
     return _packet(attributes, children)
 
 
-def upright(packet: bytes) -> bytes:
-    """`packet` without a tiff:Orientation property (the outputs are upright)."""
+def upright(packet: bytes, notes: list[str]) -> bytes:
+    """`packet` without a tiff:Orientation property (the outputs are upright); b"" for a packet
+    with a DTD, which XMP never needs and a reader of the output might expand."""
+    if not packet or _has_dtd(packet, notes):
+        return b""
     for pattern in _ORIENTATION:
         packet = pattern.sub(b"", packet)
     return packet
 
 
-def _parse(packet: bytes, notes: list[str]) -> ET.Element | None:
-    body = packet.rstrip(b"\x00 \t\r\n")
-    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+def _has_dtd(packet: bytes, notes: list[str]) -> bool:
+    if b"<!DOCTYPE" in packet or b"<!ENTITY" in packet:
         notes.append("XMP with a DTD not kept")
-        return None
+        return True
+    return False
+
+
+def _parse(packet: bytes, notes: list[str]) -> ET.Element | None:
     try:
-        return ET.fromstring(body)
+        return ET.fromstring(packet.rstrip(b"\x00 \t\r\n"))
     except ET.ParseError:
         notes.append("unreadable XMP not kept")
         return None
