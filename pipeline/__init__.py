@@ -9,7 +9,9 @@ Architecture (data flows one way):
                 starts) the cluster it runs on
 - task.py       one partition: read -> transform -> atomic write -> record; never raises
 - transform.py  pure: encoded bytes + Settings -> JPEG bytes + facts (Pillow; jpeg.py: the
-                reduced-scale JPEG decode, libjpeg-turbo through simplejpeg)
+                reduced-scale JPEG decode, libjpeg-turbo through simplejpeg; heif.py: HEIC
+                inputs through pillow-heif; metadata.py, xmp.py: --keep-metadata)
+- select.py     --include/--exclude glob patterns, applied while discover.py walks
 - storage.py    local folders or fsspec URLs; outputs.py: atomic writes, up-to-date marker
 - telemetry.py  what tasks tell Dask; tuning.py: worker set-up for image work
 - dashboard/    the /throughput page on the scheduler's dashboard (a SchedulerPlugin)

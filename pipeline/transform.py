@@ -4,8 +4,9 @@ The order is what makes it fast and small: open with a format allowlist (refuse 
 name) -> check the pixel count from the header -> ask JPEG for a reduced-scale decode (DCT scaling)
 -> decode the first frame only -> ONE resample to the exact target size (after an integer `reduce`)
 -> then, on the small image only: EXIF orientation, tones to 8 bits, colour to sRGB, alpha over
-the background -> baseline JPEG (4:2:0, optimized Huffman tables, no EXIF, no ICC, the caller's
-comment). Untagged output is sRGB by definition on the web, so no profile is embedded.
+the background -> baseline JPEG (4:2:0, optimized Huffman tables, no ICC, the caller's comment,
+EXIF and XMP only as --keep-metadata says: pipeline.metadata). Untagged output is sRGB by
+definition on the web, so no profile is embedded.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ _FOREIGN_SIGNATURES = (
     (b"\xff\x4f\xff\x51", "JPEG 2000"),
 )
 _FTYP_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF"}
+_FTYP_BRANDS |= {b"heim": "HEIC", b"heis": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC", b"msf1": "HEIF"}
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pipeline.config import Settings
 from pipeline.errors import ImageError
 from pipeline.transform import transform
 
-ORIENTATION = 0x0112
+ORIENTATION, ARTIST, COPYRIGHT = 0x0112, 0x013B, 0x8298
 
 
 def require_heif() -> Any:
@@ -44,6 +44,7 @@ def sideways_heic(upright: Image.Image, **params: Any) -> bytes:
     require_heif()
     exif = Image.Exif()
     exif[ORIENTATION] = 6
+    exif[ARTIST], exif[COPYRIGHT] = "Jane Doe", "(c) 2026 Jane Doe"
     stored = upright.transpose(Image.Transpose.ROTATE_90)
     return encode(stored, "HEIF", exif=exif.tobytes(), quality=95, **params)
 
@@ -70,6 +71,19 @@ def test_a_sideways_heic_comes_out_upright() -> None:
     assert result.source_format == "HEIF"
     assert (result.width, result.height) == (120, 80)
     assert_upright_quadrants(result.data, (120, 80))
+
+
+@pytest.mark.parametrize("policy", ["none", "copyright", "all"])
+def test_heic_metadata_follows_the_policy(policy: str) -> None:
+    result = transform(sideways_heic(quadrants(96, 64)), Settings(keep_metadata=policy))
+    assert_upright_quadrants(result.data, (96, 64))
+    with Image.open(io.BytesIO(result.data)) as out:
+        exif = dict(out.getexif())
+    if policy == "none":
+        assert exif == {}
+    else:
+        assert (exif[ARTIST], exif[COPYRIGHT]) == ("Jane Doe", "(c) 2026 Jane Doe")
+        assert exif.get(ORIENTATION, 1) == 1  # upright pixels: no viewer may turn them again
 
 
 def test_heic_colour_is_converted_to_srgb() -> None:
