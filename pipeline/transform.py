@@ -79,7 +79,7 @@ _FOREIGN_SIGNATURES = (
     (b"\xff\x4f\xff\x51", "JPEG 2000"),
 )
 _FTYP_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF"}
-_FTYP_BRANDS |= {b"heim": "HEIC", b"heis": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC", b"msf1": "HEIF"}
+_FTYP_BRANDS |= {b"heim": "HEIC", b"heis": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC"}  # more HEIC
 
 
 @dataclass(frozen=True)
