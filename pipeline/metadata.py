@@ -11,10 +11,11 @@
   colour space tag says sRGB. The XMP as it is, without its orientation.
 Colour is always converted to sRGB and no ICC profile is embedded, whatever the policy.
 
-A JPEG output keeps its pipeline marker (a COM segment after the metadata) within the first
-4 KiB that the up-to-date check reads, so EXIF and XMP together get at most JPEG_BUDGET bytes
-in a JPEG: beyond that XMP shrinks to its rights fields, then EXIF to Artist and Copyright
-(the record says so). WebP and AVIF store metadata after the header and keep everything.
+A JPEG output must keep its pipeline marker (a COM segment, which Pillow writes after the EXIF
+and XMP segments) within the first 4 KiB that the up-to-date check reads, so EXIF and XMP
+together get at most JPEG_BUDGET bytes in a JPEG (the rest of the 4 KiB is for the JFIF and
+COM segments): beyond that XMP shrinks to its rights fields, then EXIF to Artist and
+Copyright, and the record's warnings say so. WebP and AVIF outputs get all of it.
 """
 
 from __future__ import annotations
