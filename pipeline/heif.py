@@ -1,8 +1,10 @@
 """HEIC/HEIF inputs (what phones store) through pillow-heif, an optional extra.
 
 `pip install '.[heif]'` (and `make install`, and the container image) add pillow-heif; without
-it a HEIC input fails with one line that says what to install. AVIF inputs need nothing extra:
-Pillow's own wheels decode AVIF.
+it a HEIC input fails with one line that says what to install. pi-heif, the decode-only build of
+the same library (its wheels are LGPL: no x265 encoder, which makes pillow-heif's wheels GPLv2),
+serves as well when installed instead. AVIF inputs need nothing extra: Pillow's own wheels
+decode AVIF.
 
 What pillow-heif's Pillow plugin does, and why the transform needs nothing special for it:
 - libheif applies the HEIF transformations (`irot`, `imir`, `clap`) while decoding, as the HEIF
@@ -20,6 +22,7 @@ threads per image only contend), and no depth or auxiliary images (never used; n
 
 from __future__ import annotations
 
+import importlib
 import threading
 
 from PIL import features
@@ -29,6 +32,9 @@ FORMATS = ("HEIF",)
 #: How the transform's content sniffing names these files (`ftyp` brands).
 HEIF_NAMES = ("HEIC", "HEIF")
 INSTALL_HINT = "pip install 'pipeline[heif]' (pillow-heif)"
+#: The openers tried, in order: pillow-heif (the heif extra), else pi-heif, its decode-only
+#: twin with the same API whose wheels leave out the GPL-licensed x265 encoder (LGPL only).
+PLUGINS = ("pillow_heif", "pi_heif")
 
 _lock = threading.Lock()
 _registered: bool | None = None  # None: not tried yet
@@ -65,9 +71,11 @@ def unsupported_reason(name: str) -> str:
 
 
 def _try_register() -> bool:
-    try:
-        from pillow_heif import register_heif_opener
-    except ImportError:
-        return False
-    register_heif_opener(decode_threads=1, depth_images=False, aux_images=False)
-    return True
+    for module in PLUGINS:
+        try:
+            plugin = importlib.import_module(module)
+        except ImportError:
+            continue
+        plugin.register_heif_opener(decode_threads=1, depth_images=False, aux_images=False)
+        return True
+    return False
