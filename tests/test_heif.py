@@ -158,7 +158,7 @@ def test_a_broken_heic_is_one_line() -> None:
 
 WITHOUT_PILLOW_HEIF = """
 import sys
-sys.modules["pillow_heif"] = None  # as if it were not installed: importing it fails
+sys.modules["pillow_heif"] = sys.modules["pi_heif"] = None  # as if not installed: imports fail
 from pipeline.config import Settings
 from pipeline.errors import ImageError
 from pipeline.transform import transform
