@@ -69,7 +69,7 @@ compose-down: ## Docker: remove the compose containers and network
 
 lock: ## re-resolve requirements/lock.txt from pyproject.toml in a scratch venv
 	rm -rf .lock-venv && $(PYTHON) requirements/make_venv.py .lock-venv
-	.lock-venv/bin/pip install -q setuptools wheel && .lock-venv/bin/pip install -q -e ".[s3,test,lint]"
+	.lock-venv/bin/pip install -q setuptools wheel && .lock-venv/bin/pip install -q -e ".[s3,heif,test,lint]"
 	{ head -n 2 requirements/lock.txt; .lock-venv/bin/pip freeze --all --exclude-editable \
 	  | grep -v -E '^(-e|pip==)' | sort -f; } > requirements/lock.new && mv requirements/lock.new requirements/lock.txt
 	rm -rf .lock-venv

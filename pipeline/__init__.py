@@ -9,7 +9,9 @@ Architecture (data flows one way):
                 starts) the cluster it runs on
 - task.py       one partition: read -> transform -> atomic write -> record; never raises
 - transform.py  pure: encoded bytes + Settings -> JPEG bytes + facts (Pillow; jpeg.py: the
-                reduced-scale JPEG decode, libjpeg-turbo through simplejpeg)
+                reduced-scale JPEG decode, libjpeg-turbo through simplejpeg; heif.py: HEIC
+                inputs through pillow-heif; metadata.py, xmp.py: --keep-metadata)
+- select.py     --include/--exclude glob patterns, applied while discover.py walks
 - storage/      local folders or fsspec URLs; outputs.py: atomic writes, up-to-date marker
 - telemetry.py  what tasks tell Dask; tuning.py: worker set-up for image work
 - dashboard/    the /throughput page on the scheduler's dashboard (a SchedulerPlugin)
@@ -55,6 +57,7 @@ def run(
     quality: int = Settings.quality,
     max_pixels: int = Settings.max_pixels,
     background: tuple[int, int, int] | str = Settings.background,
+    keep_metadata: str = Settings.keep_metadata,
     overwrite: bool = False,
     timeout: float = RunOptions.timeout,
     client: Any = None,
@@ -70,6 +73,8 @@ def run(
     follow_symlinks: bool = False,
     only: Collection[str] | None = None,
     progress: Callable[[RunReport], None] | None = None,
+    include: Collection[str] = (),
+    exclude: Collection[str] = (),
 ) -> RunReport:
     """Make a web-ready JPEG of every image under `input`, mirrored under `output`.
 
@@ -82,7 +87,9 @@ def run(
     there (as the CLI's `--report`), `performance_report` Dask's HTML performance report,
     `throughput_report` the per-core throughput plot (HTML). `background` is an RGB triple or
     a colour as the CLI takes it (`white`, `#rrggbb`, `r,g,b`). `follow_symlinks` also reads
-    input files whose symbolic links lead outside the input folder.
+    input files whose symbolic links lead outside the input folder. `keep_metadata` is
+    `none`, `copyright` or `all` (the CLI's `--keep-metadata`); `include` and `exclude` are
+    glob patterns on input paths relative to `input` (`--include`, `--exclude`).
 
     The per-file records are spooled to disk as they arrive (memory stays flat however many
     inputs there are) and read back from `report.records`; `keep_records=True` keeps them in
@@ -91,13 +98,18 @@ def run(
     images are records in it, never exceptions. A bad setting or an unusable folder raises
     `UsageError`.
     """
+    from pipeline import select
     from pipeline.config import parse_background
     from pipeline.storage import as_location
 
     if isinstance(background, str):
         background = parse_background(background)
     settings = Settings(
-        max_size=max_size, quality=quality, max_pixels=max_pixels, background=background
+        max_size=max_size,
+        quality=quality,
+        max_pixels=max_pixels,
+        background=background,
+        keep_metadata=keep_metadata,
     )
     opts = RunOptions(
         input=as_location(input),
@@ -113,6 +125,8 @@ def run(
         performance_report=None if performance_report is None else Path(performance_report),
         follow_symlinks=follow_symlinks,
         scheduler_file=None if scheduler_file is None else Path(scheduler_file),
+        include=select.check(include, "--include"),
+        exclude=select.check(exclude, "--exclude"),
     )
     return _run(
         opts,
@@ -168,8 +182,9 @@ def bag(input: str | Path, output: str | Path, **kwargs: Any) -> Bag:
 
     Nothing is processed until it is computed: `.filter()`, `.to_dataframe()`,
     `dask.compute()` it with other work, watch it with `distributed.progress`. Keywords: the
-    settings (`max_size`, `quality`, `max_pixels`, `background`), `overwrite`, `timeout`,
-    `partition_size` (images per task). For a large run on a cluster use `run()`, which
+    settings (`max_size`, `quality`, `max_pixels`, `background`, `keep_metadata`),
+    `overwrite`, `timeout`, `partition_size` (images per task), `include`/`exclude` (glob
+    patterns on input paths, as `run()`). For a large run on a cluster use `run()`, which
     streams the work in waves, follows the cluster as it grows, and isolates poisonous images.
     """
     from pipeline.lazy import records_bag

@@ -126,6 +126,22 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="existing Dask scheduler, from the file `dask scheduler --scheduler-file` writes",
     )
+    # inputs and metadata
+    add(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="only inputs whose path (relative to --input) matches GLOB; repeatable",
+    )
+    add("--exclude", action="append", metavar="GLOB", help="leave out matching inputs (wins)")
+    add(
+        "--keep-metadata",
+        choices=config.KEEP_METADATA,
+        default="none",
+        metavar="POLICY",
+        help="none: no EXIF or XMP; copyright: Artist, Copyright, XMP rights and creator; "
+        "all: EXIF (GPS too; no thumbnail, no maker notes) and XMP [none]",
+    )
 
 
 def _add_convention_options(run: argparse.ArgumentParser) -> None:
@@ -157,6 +173,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
         ),
         max_pixels=_pick(args.max_pixels, None, config.DEFAULT_MAX_PIXELS),
         background=config.parse_background(args.background),
+        keep_metadata=args.keep_metadata,
     )
     return RunOptions(
         input=_pick(args.input, _path(env, config.ENV_INPUT), as_location(config.DEFAULT_INPUT)),
@@ -174,6 +191,8 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
         performance_report=args.performance_report,
         follow_symlinks=args.follow_symlinks,
         scheduler_file=args.scheduler_file,
+        include=tuple(args.include or ()),
+        exclude=tuple(args.exclude or ()),
     )
 
 

@@ -26,6 +26,8 @@ examples:
   python -m pipeline run --input photos --output web --max-size 1280 --quality 80 \\
       --report web/report.json
   python -m pipeline run --scheduler tcp://10.0.0.5:8786 --input /mnt/in --output /mnt/out
+  python -m pipeline run --input phone --output web --include '2026/**' --exclude '*.png' \\
+      --keep-metadata copyright     # phone photos of 2026, not screenshots; credits kept
   INPUT_DIR=photos OUTPUT_DIR=web python -m pipeline run -v"""
 
 SAMPLES_DESCRIPTION = """\

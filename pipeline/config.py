@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import select
 from pipeline.errors import UsageError
 
 DEFAULT_INPUT = "data/input"
@@ -24,6 +25,7 @@ DEFAULT_TIMEOUT = 300.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 MAX_QUALITY = 95
 MAX_SIZE_LIMIT = 65_500  # the largest side a baseline JPEG can hold
+KEEP_METADATA = ("none", "copyright", "all")  # what pipeline.metadata keeps of EXIF and XMP
 
 #: Bumped whenever the transform changes its output for the same settings, so that
 #: outputs made by an older version are redone rather than skipped.
@@ -44,6 +46,7 @@ class Settings:
     quality: int = DEFAULT_QUALITY
     max_pixels: int = DEFAULT_MAX_PIXELS
     background: tuple[int, int, int] = DEFAULT_BACKGROUND
+    keep_metadata: str = "none"  # --keep-metadata: none, copyright or all (pipeline.metadata)
 
     def __post_init__(self) -> None:
         _check_range("--max-size", self.max_size, 1, MAX_SIZE_LIMIT)
@@ -51,6 +54,11 @@ class Settings:
         _check_range("--max-pixels", self.max_pixels, 1, 2**40)
         if len(self.background) != 3 or not all(0 <= c <= 255 for c in self.background):
             raise UsageError(f"--background must be three values 0-255, got {self.background}")
+        if self.keep_metadata not in KEEP_METADATA:
+            choices = ", ".join(KEEP_METADATA)
+            raise UsageError(
+                f"--keep-metadata must be one of {choices}, got {self.keep_metadata!r}"
+            )
 
     def fingerprint(self) -> str:
         """A short stable hash of everything that changes the output bytes."""
@@ -58,6 +66,8 @@ class Settings:
             f"v{TRANSFORM_VERSION};size={self.max_size};q={self.quality};"
             f"bg={','.join(map(str, self.background))}"
         )
+        if self.keep_metadata != "none":  # the default leaves existing outputs up to date
+            text += f";meta={self.keep_metadata}"
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -94,8 +104,14 @@ class RunOptions:
     # -v/-q/--log-level: a logging level name, for the local cluster's `silence_logs` too
     log_level: str | None = None
     scheduler_file: Path | None = None  # written by `dask scheduler --scheduler-file`
+    # --include / --exclude glob patterns on input paths (pipeline.select)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        # a list (from a JSON report) or one string becomes a tuple; a bad pattern a UsageError
+        object.__setattr__(self, "include", select.check(self.include, "--include"))
+        object.__setattr__(self, "exclude", select.check(self.exclude, "--exclude"))
         if self.workers is not None:
             _check_range("--workers", self.workers, 1, 4096)
         if not self.timeout > 0:

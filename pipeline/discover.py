@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.safety import local_identity, nfc_key
+from pipeline.select import Selection
 from pipeline.storage import Store
 
 #: The input extensions, compared in lower case.
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+#: Phone photos (HEIC/HEIF, decoded by pillow-heif when installed) and AVIF (by Pillow).
+EXTENSIONS |= {".heic", ".heif", ".hif", ".avif"}
 OUTPUT_SUFFIX = ".jpg"
 NAME_MAX = 255  # bytes in one file name on common file systems (ext4, XFS, APFS, NTFS in UTF-16)
 
@@ -83,7 +86,11 @@ def output_names(
 
 
 def iter_jobs(
-    input_root: str | Path | Store, output_root: str | Path | Store | None = None
+    input_root: str | Path | Store,
+    output_root: str | Path | Store | None = None,
+    *,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
 ) -> Iterator[Job]:
     """Yield a Job for every input image under `input_root`, folder by folder, sorted.
 
@@ -91,7 +98,12 @@ def iter_jobs(
     local folders, by prefix for URLs), and neither are hidden folders or symbolic links to
     folders (which could loop). Links to files are listed; where they may lead is checked
     when the file is read.
+
+    `include`/`exclude`: glob patterns that choose inputs (`pipeline.select`); folders nothing
+    can be chosen from are not listed. Output names do not depend on them: they are made from
+    all the images of a folder, so a run with other patterns names every output the same.
     """
+    chosen = Selection(include, exclude)
     source = _store(input_root)
     is_output = _output_test(source, None if output_root is None else _store(output_root))
     pending = [""]
@@ -108,8 +120,9 @@ def iter_jobs(
             elif is_candidate(entry.name):
                 files[entry.name] = entry.size
         for name, (out, note) in output_names(files, reserved=dirs).items():
-            yield Job(_join(rel, name), _join(rel, out), note, files[name])
-        pending.extend(_join(rel, d) for d in sorted(dirs, reverse=True))
+            if chosen.takes(_join(rel, name)):
+                yield Job(_join(rel, name), _join(rel, out), note, files[name])
+        pending.extend(p for d in sorted(dirs, reverse=True) if chosen.enters(p := _join(rel, d)))
 
 
 def _store(location: str | Path | Store) -> Store:

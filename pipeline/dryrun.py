@@ -88,7 +88,7 @@ def plan(opts: RunOptions, *, examples: int = 0, all_examples: bool = False) -> 
         raise UsageError(f"cannot read input {opts.input}: {exc.strerror or exc}") from None
     result = Plan(input=source.root, output=target.root, overwrite=opts.overwrite)
     state_of = _checker(source, target, opts.settings.fingerprint())
-    for job in iter_jobs(source, target):
+    for job in iter_jobs(source, target, include=opts.include, exclude=opts.exclude):
         state = state_of(job)
         keep = examples if all_examples or state != UP_TO_DATE or opts.overwrite else 0
         result.add(job, state, keep=keep)

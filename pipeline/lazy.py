@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +33,14 @@ def records_bag(
     overwrite: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     partition_size: int | None = None,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
     **settings: Any,
 ) -> Bag:
     """A Bag of records, one per input image under `input` (see `pipeline.bag`)."""
     import dask.bag as db
 
+    from pipeline import select
     from pipeline.discover import iter_jobs
     from pipeline.storage import check_locations
     from pipeline.task import TaskContext
@@ -44,10 +48,11 @@ def records_bag(
     check_locations(input, output)
     opts = RunOptions(
         input=input, output=output, settings=Settings(**settings), overwrite=overwrite,
-        timeout=timeout,
+        timeout=timeout, include=select.check(include, "--include"),
+        exclude=select.check(exclude, "--exclude"),
     )  # fmt: skip
     ctx = TaskContext.for_run(opts, uuid.uuid4().hex[:12])
-    jobs = list(iter_jobs(input, output))
+    jobs = list(iter_jobs(input, output, include=opts.include, exclude=opts.exclude))
     size = partition_size or min(MAX_PARTITION, max(1, math.ceil(len(jobs) / TASKS_WANTED)))
     records: Bag = db.from_sequence(jobs, partition_size=size).map_partitions(_process, ctx)
     return records

@@ -123,7 +123,7 @@ def _execute(
     after_wave: Callable[[], None] = lambda: None,
 ) -> None:
     threads = ClusterThreads(client, patience=opts.connect_timeout)
-    found = iter_jobs(opts.input, opts.output)
+    found = iter_jobs(opts.input, opts.output, include=opts.include, exclude=opts.exclude)
     if only is not None:
         wanted = set(only)
         found = (job for job in found if job.input in wanted)

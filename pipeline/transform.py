@@ -4,8 +4,9 @@ The order is what makes it fast and small: open with a format allowlist (refuse 
 name) -> check the pixel count from the header -> ask JPEG for a reduced-scale decode (DCT scaling)
 -> decode the first frame only -> ONE resample to the exact target size (after an integer `reduce`)
 -> then, on the small image only: EXIF orientation, tones to 8 bits, colour to sRGB, alpha over
-the background -> baseline JPEG (4:2:0, optimized Huffman tables, no EXIF, no ICC, the caller's
-comment). Untagged output is sRGB by definition on the web, so no profile is embedded.
+the background -> baseline JPEG (4:2:0, optimized Huffman tables, no ICC, the caller's comment,
+EXIF and XMP only as --keep-metadata says: pipeline.metadata). Untagged output is sRGB by
+definition on the web, so no profile is embedded.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from functools import lru_cache
 
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from pipeline import jpeg
+from pipeline import heif, jpeg, metadata
 from pipeline.config import Settings
 from pipeline.errors import ImageError
 
 #: What Image.open may try. MPO (multi-picture JPEG, written by many cameras and phones as .jpg)
 #: needs no entry: Pillow's JPEG opener returns an MpoImageFile itself (and "MPO" has no opener).
-ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
+ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "AVIF")
 #: The one resample, by how much it still has to shrink (`_resample_for`): below LARGE_FACTOR
 #: (what a DCT-scaled decode leaves, or a photo just above the target), and below
 #: FULL_LARGE_FACTOR on a fully decoded image, which carries no DCT-scaling blur or aliasing for
@@ -78,6 +79,7 @@ _FOREIGN_SIGNATURES = (
     (b"\xff\x4f\xff\x51", "JPEG 2000"),
 )
 _FTYP_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF"}
+_FTYP_BRANDS |= {b"heim": "HEIC", b"heis": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC"}  # more HEIC
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def transform(data: bytes, settings: Settings, *, comment: bytes = b"") -> Trans
     except (OSError, ValueError, ImageCms.PyCMSError) as exc:
         raise ImageError(f"cannot convert {source.mode} image") from exc
     t2 = time.perf_counter()
-    encoded = _encode(out, settings.quality, comment)
+    encoded = _encode(out, settings.quality, comment, source.meta)
     t3 = time.perf_counter()
     return Transformed(
         data=encoded,
@@ -140,6 +142,7 @@ class _Source:
     target: tuple[int, int]  # output size, upright
     box: tuple[float, float, float, float] | None  # region of the drafted image to resample
     icc: bytes | None
+    meta: metadata.Captured | None = None  # what --keep-metadata carries to the output
 
 
 # -- decode -------------------------------------------------------------------------------------
@@ -152,13 +155,15 @@ def _decode(data: bytes, settings: Settings, notes: list[str]) -> tuple[Image.Im
     _hand_pixel_limit_to_us()
     fmt = _sniff(data, _OWN_SIGNATURES) or "image"
     try:
-        im: Image.Image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        # HEIC/HEIF too when pillow-heif is installed (pipeline.heif)
+        im: Image.Image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS + heif.register())
         fmt = im.format or fmt
         _check_pixels(im.size, settings.max_pixels)
         mode, size = im.mode, im.size
         if im.format == "PNG":  # eXIf may follow the pixels; getexif() would load them itself
             im.load()
         orientation = _orientation(im, notes)  # before load: TIFF forgets its tags after it
+        meta = metadata.capture(im, settings.keep_metadata, notes)  # --keep-metadata
         if im.format == "TIFF":  # Pillow reports TIFF sizes upright
             size = _upright(size, orientation)
         im, box = _reduced(im, data, settings.max_size)
@@ -176,7 +181,7 @@ def _decode(data: bytes, settings: Settings, notes: list[str]) -> tuple[Image.Im
     # Pillow's TIFF reader applies the orientation itself while loading (and reports the upright
     # size from the start), so the TIFF pixels we get are already upright.
     pending = 1 if fmt == "TIFF" else orientation
-    return im, _Source(fmt, mode, size, orientation, pending, target, box, icc)
+    return im, _Source(fmt, mode, size, orientation, pending, target, box, icc, meta)
 
 
 def _hand_pixel_limit_to_us() -> None:
@@ -249,7 +254,7 @@ def _unidentified_reason(data: bytes) -> str:
     head = data[:4096].lstrip().lower()
     if foreign is None and head.startswith((b"<?xml", b"<svg", b"<!doctype svg")):
         foreign = "SVG" if b"<svg" in head else None
-    return f"unsupported image format ({foreign})" if foreign else "not an image"
+    return heif.unsupported_reason(foreign) if foreign else "not an image"
 
 
 def _decode_reason(exc: Exception, fmt: str) -> str:
@@ -394,8 +399,11 @@ def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
 # -- encode -------------------------------------------------------------------------------------
 
 
-def _encode(im: Image.Image, quality: int, comment: bytes) -> bytes:
-    """Baseline RGB JPEG; `info` is cleared so no EXIF, ICC or old comment can ride along."""
+def _encode(
+    im: Image.Image, quality: int, comment: bytes, meta: metadata.Captured | None = None
+) -> bytes:
+    """Baseline RGB JPEG; `info` is cleared so no EXIF, ICC or old comment can ride along: the
+    only metadata is what --keep-metadata captured (`meta`)."""
     im.info = {}
     buffer = io.BytesIO()
     im.save(
@@ -405,5 +413,6 @@ def _encode(im: Image.Image, quality: int, comment: bytes) -> bytes:
         optimize=True,
         subsampling=JPEG_SUBSAMPLING,
         comment=comment,
+        **metadata.save_options(meta, "JPEG"),
     )
     return buffer.getvalue()

@@ -133,7 +133,9 @@ def test_discovery_is_lazy(tmp_path: Path) -> None:
 def test_is_candidate() -> None:
     assert is_candidate("x.WebP")
     assert not is_candidate("._x.jpg")
-    assert not is_candidate("x.heic")
+    assert is_candidate("IMG_0001.HEIC")
+    assert is_candidate("x.avif")
+    assert not is_candidate("x.gif")
 
 
 names = st.text(alphabet="aAbB.-_1", min_size=1, max_size=6)

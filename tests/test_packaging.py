@@ -57,9 +57,11 @@ def runtime_names() -> list[str]:
 
 
 def test_the_image_requirements_are_the_runtime_dependencies() -> None:
-    """requirements/runtime.txt: the package's dependencies and its s3 extra, nothing else."""
+    """requirements/runtime.txt: the package's dependencies, its s3 and heif extras, nothing
+    else."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = [*project["dependencies"], *project["optional-dependencies"]["s3"]]
+    extras = project["optional-dependencies"]
+    declared = [*project["dependencies"], *extras["s3"], *extras["heif"]]
     assert sorted(runtime_names()) == sorted(norm(Requirement(r).name) for r in declared)
 
 
