@@ -22,7 +22,7 @@ Importing this package does no work: Dask workers re-import it whenever they res
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,10 @@ def run(
     quality: int = Settings.quality,
     max_pixels: int = Settings.max_pixels,
     background: tuple[int, int, int] | str = Settings.background,
+    sizes: Sequence[int] | str = (),
+    formats: Sequence[str] | str = Settings.formats,
+    webp_quality: int = Settings.webp_quality,
+    avif_quality: int = Settings.avif_quality,
     overwrite: bool = False,
     timeout: float = RunOptions.timeout,
     client: Any = None,
@@ -84,6 +88,11 @@ def run(
     a colour as the CLI takes it (`white`, `#rrggbb`, `r,g,b`). `follow_symlinks` also reads
     input files whose symbolic links lead outside the input folder.
 
+    `sizes` (`[1920, 1280, 640]` or `"1920,1280,640"`) writes every image at each size (the
+    largest keeps the plain name, the others get `-<size>`; default: the one `max_size`), and
+    `formats` (`["jpeg", "webp", "avif"]` or `"jpeg,webp"`) each size in each format, all
+    from one decode; `quality` is JPEG's, `webp_quality` and `avif_quality` the others'.
+
     The per-file records are spooled to disk as they arrive (memory stays flat however many
     inputs there are) and read back from `report.records`; `keep_records=True` keeps them in
     memory instead. `only` limits the run to these input paths (relative to `input`);
@@ -97,7 +106,14 @@ def run(
     if isinstance(background, str):
         background = parse_background(background)
     settings = Settings(
-        max_size=max_size, quality=quality, max_pixels=max_pixels, background=background
+        max_size=max_size,
+        quality=quality,
+        max_pixels=max_pixels,
+        background=background,
+        sizes=tuple(sizes) if not isinstance(sizes, str) else sizes,  # type: ignore[arg-type]
+        formats=tuple(formats) if not isinstance(formats, str) else formats,  # type: ignore[arg-type]
+        webp_quality=webp_quality,
+        avif_quality=avif_quality,
     )
     opts = RunOptions(
         input=as_location(input),
@@ -168,7 +184,8 @@ def bag(input: str | Path, output: str | Path, **kwargs: Any) -> Bag:
 
     Nothing is processed until it is computed: `.filter()`, `.to_dataframe()`,
     `dask.compute()` it with other work, watch it with `distributed.progress`. Keywords: the
-    settings (`max_size`, `quality`, `max_pixels`, `background`), `overwrite`, `timeout`,
+    settings (`max_size`, `quality`, `max_pixels`, `background`, `sizes`, `formats`,
+    `webp_quality`, `avif_quality`, as `run()` takes them), `overwrite`, `timeout`,
     `partition_size` (images per task). For a large run on a cluster use `run()`, which
     streams the work in waves, follows the cluster as it grows, and isolates poisonous images.
     """

@@ -109,6 +109,7 @@ class Transformed:
     timings: dict[str, float]
     warnings: tuple[str, ...] = ()
     renditions: tuple[Rendition, ...] = ()
+    dimensions: dict[int, tuple[int, int]] | None = None  # of every size, encoded or not
 
 
 def fit_size(width: int, height: int, max_size: int) -> tuple[int, int]:
@@ -160,6 +161,10 @@ def transform(
         timings={"decode": t1 - t0, "resize": t2 - t1, "encode": t3 - t2},
         warnings=tuple(notes),
         renditions=done,
+        dimensions={
+            s: fit_size(*_upright(source.size, source.orientation), s)
+            for s in settings.output_sizes
+        },
     )
 
 
