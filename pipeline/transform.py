@@ -330,8 +330,10 @@ def _render(im: Image.Image, source: _Source, settings: Settings, notes: list[st
 def _sized(largest: Image.Image, source: _Source, sizes: set[int]) -> dict[int, Image.Image]:
     """Each size's image, resampled from the largest rendition; never larger than the source.
 
-    A size fits the source's own upright dimensions (as a run of that size alone would), so
-    a size bigger than the image gives the image's own size.
+    A size fits the source's own upright dimensions (as a run of that size alone would), so a
+    size bigger than the image gives the image's own size. LANCZOS throughout: from a clean
+    image HAMMING lost up to 4 dB at 1920 -> 1280 px (below the 32 dB bar on the test photos),
+    where LANCZOS keeps every size above the single-size path's own scores.
     """
     upright = _upright(source.size, source.orientation)
     images: dict[int, Image.Image] = {}
@@ -339,12 +341,8 @@ def _sized(largest: Image.Image, source: _Source, sizes: set[int]) -> dict[int, 
         target = fit_size(*upright, size)
         if target == largest.size:
             images[size] = largest
-            continue
-        images[size] = largest.resize(
-            target,
-            _resample_for((0, 0, *largest.size), target, False),
-            reducing_gap=REDUCING_GAP,
-        )
+        else:
+            images[size] = largest.resize(target, RESAMPLE_LARGE, reducing_gap=REDUCING_GAP)
     return images
 
 
