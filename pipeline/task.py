@@ -96,6 +96,7 @@ def process_partition(jobs: Iterable[Job], ctx: TaskContext) -> list[Record]:
                     bytes_read=record["bytes_read"],
                     bytes_written=record["bytes_written"],
                     seconds=record["seconds"],
+                    outputs=record["outputs"],
                 )
     finally:
         reporter.flush()
