@@ -92,9 +92,15 @@ def score(inp: Path, out: Path, workers: int = 2, **settings: Any) -> dict[str, 
     if len(set(kind.values())) > 1:
         result["renditions"] = {
             k: _summary({o: v for o, v in scores.items() if kind[o] == k})
-            for k in sorted(set(kind.values()))
+            for k in sorted(set(kind.values()), key=_order)
         }
     return result
+
+
+def _order(kind: str) -> tuple[str, int]:
+    """`jpeg 1920` before `jpeg 640`: by format, then largest size first."""
+    fmt, _, size = kind.partition(" ")
+    return fmt, -int(size)
 
 
 def _summary(scores: dict[str, float]) -> dict[str, Any]:
