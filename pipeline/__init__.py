@@ -1,15 +1,17 @@
-"""Web-ready JPEGs from folders of images, at scale, on Dask.
+"""Web-ready JPEGs (and WebP, AVIF, at several sizes) from folders of images, at scale, on Dask.
 
 Architecture (data flows one way):
     cli | notebook -> config -> discover -> runner -> task -> transform
 - config.py     frozen Settings/RunOptions; flag > env var > default; validated up front
-- discover.py   streams the input tree folder by folder; output names; collisions made unique
+- discover.py   streams the input tree folder by folder; output names (every size and format
+                of an input); collisions made unique
 - runner.py     drives the run on Dask: bags in waves sized to the cluster as it is now,
                 streamed results, poisonous images isolated; cluster/ connects to (or
                 starts) the cluster it runs on
-- task.py       one partition: read -> transform -> atomic write -> record; never raises
-- transform.py  pure: encoded bytes + Settings -> JPEG bytes + facts (Pillow; jpeg.py: the
-                reduced-scale JPEG decode, libjpeg-turbo through simplejpeg)
+- task.py       one partition: read -> transform -> atomic writes -> record; never raises
+- transform.py  pure: encoded bytes + Settings -> every rendition's bytes + facts from one
+                decode (Pillow; jpeg.py: the reduced-scale JPEG decode, libjpeg-turbo through
+                simplejpeg; colour.py: tones, sRGB, alpha; encode.py: JPEG, WebP, AVIF)
 - storage.py    local folders or fsspec URLs; outputs.py: atomic writes, up-to-date marker
 - telemetry.py  what tasks tell Dask; tuning.py: worker set-up for image work
 - dashboard/    the /throughput page on the scheduler's dashboard (a SchedulerPlugin)

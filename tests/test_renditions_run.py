@@ -91,6 +91,19 @@ def test_adding_a_size_writes_only_the_new_files(photos: Path, tmp_path: Path) -
         assert [o["status"] for o in row["outputs"]] == ["skipped", "written"]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [("--webp-quality", "0"), ("--avif-quality", "101"), ("--format", "gif"), ("--sizes", "big")],
+)
+def test_bad_rendition_options_are_usage_errors(args: tuple[str, str], tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    result = run_cli("run", "--input", tmp_path / "in", "--output", tmp_path / "out", *args)
+    assert result.code == 2
+    assert args[0] in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
     with LocalCluster(
