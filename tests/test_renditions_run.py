@@ -12,6 +12,8 @@ import pytest
 from conftest import run_cli, save_image
 from distributed import Client, LocalCluster
 from PIL import Image
+from test_s3 import INPUTS, S3, upload_inputs
+from test_s3 import s3 as s3  # the module-scoped S3 server fixture
 
 import pipeline
 from pipeline.report import RunReport
@@ -149,3 +151,22 @@ def test_the_report_round_trips_with_its_outputs(client: Client, tmp_path: Path)
     time.sleep(0.05)  # a later run: past storage.FS_CLOCK_SLACK_NS
     again = pipeline.rerun(loaded, failed_only=False)
     assert again.counts["skipped"] == 1
+
+
+def test_every_rendition_on_an_object_store_then_skips(s3: S3, tmp_path: Path) -> None:
+    """The marker of each format lies in the head an object store's up-to-date check reads."""
+    upload_inputs(s3, "srcset-in", tmp_path)
+    s3.fresh_bucket("srcset-out")
+    args = ["run", "--input", "s3://srcset-in/shoot", "--output", "s3://srcset-out/web",
+            "--workers", "1", "--sizes", "200,100", "--format", "jpeg,webp,avif"]  # fmt: skip
+    first = run_cli(*args, env=s3.env, report=tmp_path / "r.json")
+    assert first.code == 0, first.stderr
+    assert len(s3.keys("srcset-out")) == 6 * len(INPUTS)
+    for key in s3.keys("srcset-out"):
+        image = s3.image("srcset-out", key)
+        assert image.format == FORMATS[key.rsplit(".", 1)[1]]
+        assert max(image.size) == (100 if "-100." in key else 200)
+    second = run_cli(*args, env=s3.env, report=tmp_path / "r2.json")
+    assert second.code == 0, second.stderr
+    assert second.report is not None
+    assert second.report["summary"]["skipped"] == len(INPUTS)
