@@ -8,7 +8,8 @@ Architecture (data flows one way):
 - runner.py     drives the run on Dask: bags in waves sized to the cluster as it is now,
                 streamed results, poisonous images isolated; cluster/ connects to (or
                 starts) the cluster it runs on
-- task.py       one partition: read -> transform -> atomic writes -> record; never raises
+- task.py       one partition: read -> transform -> atomic writes -> record; never raises;
+                freshness.py: which outputs of an input are up to date (a marker each)
 - transform.py  pure: encoded bytes + Settings -> every rendition's bytes + facts from one
                 decode (Pillow; jpeg.py: the reduced-scale JPEG decode, libjpeg-turbo through
                 simplejpeg; colour.py: tones, sRGB, alpha; encode.py: JPEG, WebP, AVIF)

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline import outputs, safety
+from pipeline import freshness, safety
 from pipeline.config import RunOptions, Settings
 from pipeline.discover import Job, Naming, iter_jobs
 from pipeline.errors import UsageError
@@ -107,15 +107,13 @@ def _checker(source: Store, target: Store, settings: Settings) -> Callable[[Job]
     The state of its outputs taken together: foreign if any is foreign, up to date if all are,
     new if none exists, else stale.
     """
-    naming = Naming.of(settings)
 
     def state_of(job: Job) -> str:
         states = set()
         try:
             size, version = source.identity(job.input)
-            for out in naming.outputs(job.output):
+            for out, mark in freshness.marks(job.output, settings, size, version).items():
                 exists, found = target.inspect(out.path)
-                mark = outputs.marker(settings.fingerprint(out.size, out.format), size, version)
                 states.add(_state(exists, found, mark))
         except OSError:
             return UNREADABLE

@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pipeline import outputs, recycle, telemetry
+from pipeline import freshness, recycle, telemetry
 from pipeline.config import DEFAULT_TIMEOUT, RunOptions, Settings
-from pipeline.discover import Job, Naming, Output
+from pipeline.discover import Job
 from pipeline.errors import ImageError, describe
-from pipeline.record import Output as OutputRecord
 from pipeline.record import Record as Record  # what a task returns, one per input
 from pipeline.storage import Store
 from pipeline.transform import Transformed, transform
@@ -32,7 +31,6 @@ FATAL_WRITE_ERRORS = {
     errno.EDQUOT: "output disk quota exceeded",
     errno.EROFS: "output file system is read-only",
 }
-FOREIGN = "kept a file the pipeline did not write at the output path"
 R = TypeVar("R")
 
 
@@ -126,9 +124,11 @@ def process_job(job: Job, ctx: TaskContext) -> Record:
 def _run(job: Job, ctx: TaskContext, record: Record) -> None:
     source, target = ctx.source, ctx.target
     size, version = source.identity(job.input)
-    marks = _marks(job, ctx.settings, size, version)
-    todo, ours = _outdated(target, marks, ctx)
-    entries = [_entry(out, out in todo) for out in marks]
+    marks = freshness.marks(job.output, ctx.settings, size, version)
+    todo, ours = freshness.outdated(
+        target, marks, run_id=ctx.run_id, started_ns=ctx.started_ns, overwrite=ctx.overwrite
+    )
+    entries = [freshness.entry(out, out in todo) for out in marks]
     record["outputs"] = entries
     if not todo:
         record["status"] = "ok" if ours else "skipped"
@@ -158,45 +158,6 @@ def _run(job: Job, ctx: TaskContext, record: Record) -> None:
     record["width"], record["height"] = dims.get(ctx.settings.largest, (None, None))
 
 
-def _marks(job: Job, settings: Settings, size: int, version: str) -> dict[Output, bytes]:
-    """Each output of `job` and the marker it carries when up to date."""
-    return {
-        out: outputs.marker(settings.fingerprint(out.size, out.format), size, version)
-        for out in Naming.of(settings).outputs(job.output)
-    }
-
-
-def _outdated(
-    target: Store, marks: dict[Output, bytes], ctx: TaskContext
-) -> tuple[list[Output], bool]:
-    """(the outputs to write, whether an earlier attempt of this run wrote any of the rest).
-
-    A file at an output path that the pipeline did not write fails the input, before anything
-    is written, unless `--overwrite`.
-    """
-    todo, ours = [], False
-    for out, mark in marks.items():
-        exists, found = target.inspect(out.path)
-        if found == mark:
-            if target.written_by(out.path, ctx.run_id, ctx.started_ns):
-                ours = True
-                continue
-            if not ctx.overwrite:
-                continue
-        elif exists and found is None and not ctx.overwrite:
-            raise ImageError(f"{FOREIGN}: {out.path} (--overwrite replaces it)")
-        todo.append(out)
-    return todo, ours
-
-
-def _entry(out: Output, written: bool) -> OutputRecord:
-    status = "written" if written else "skipped"
-    return OutputRecord(
-        path=out.path, format=out.format, size=out.size, width=None, height=None, bytes=None,
-        status=status,
-    )  # fmt: skip
-
-
 def _write(target: Store, rel: str, data: bytes, mark: bytes, run_id: str) -> None:
     try:
         target.write(rel, data, mark, run_id)
@@ -216,14 +177,14 @@ def written_by_run(job: Job, ctx: TaskContext) -> Record | None:
         size, version = source.identity(job.input)
     except OSError:
         return None
-    marks = _marks(job, ctx.settings, size, version)
+    marks = freshness.marks(job.output, ctx.settings, size, version)
     if any(target.read_marker(out.path) != mark for out, mark in marks.items()):
         return None
     if not any(target.written_by(out.path, ctx.run_id, ctx.started_ns) for out in marks):
         return None
     record = _record(job)
     record["status"], record["bytes_read"] = "ok", size
-    record["outputs"] = [_entry(out, True) for out in marks]
+    record["outputs"] = [freshness.entry(out, True) for out in marks]
     return record
 
 
