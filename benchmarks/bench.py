@@ -1,6 +1,6 @@
 """`make bench`: the pipeline CLI end to end against its baselines, side by side, same machine.
 
-    python benchmarks/bench.py [--quick] [--workers 2] [--rounds 3]
+    python benchmarks/bench.py [--quick] [--workers 2] [--rounds 3] [--only renditions]
     BENCH_CORPUS=DIR   use this folder of images instead of the generated corpus
     BENCH_QUICK=1      a ~3 minute smoke run (60 images, one round, small scaling runs)
     BENCH_CACHE=DIR    where the generated corpus is kept between runs (~/.cache/pipeline-bench)
@@ -21,7 +21,10 @@ approach in a process pool; `vips` = pyvips thumbnail in a process pool, when py
 (`make bench` installs requirements/bench.txt); all three in benchmarks/baselines.py.
 The generated corpus is `python -m pipeline samples --count 200` (photo-like scenes of every
 input format, 2-48 MP); BENCH_CORPUS=DIR measures your own images instead.
-Results: benchmarks/results/bench.{md,json,png}; a full run also writes docs/bench.png.
+Renditions (benchmarks/renditions.py): `--sizes 1920,1280,640` against `--sizes 1920`, and
+`--format jpeg,webp` against `jpeg`, alternating, with the PSNR of every rendition.
+Results: benchmarks/results/bench.{md,json,png}; a full run also writes docs/bench.png
+(`--only renditions`: benchmarks/results/renditions.{md,json}).
 """
 
 from __future__ import annotations
@@ -293,12 +296,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", default=bool(os.environ.get("BENCH_QUICK")))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--only", choices=["renditions"], help="run this part alone")
     args = parser.parse_args()
     quick, workers = args.quick, args.workers
     rounds_n = args.rounds or (1 if quick else 3)
     base_dir = corpus(quick)
     base = images_in(base_dir)
     base_mp = megapixels(base)
+    if args.only == "renditions":
+        renditions_alone(base_dir, len(base), base_mp, workers, quick)
+        return
     impls = ["pipeline", *(["vips"] if has_vips() else []), "pool", "seed"]
     info = machine()
     print(f"machine: {info}")
@@ -355,6 +362,10 @@ def main() -> None:
         pipeline_runs = worker_runs["pipeline"]
         scaling[f"{len(base)} images, 1 worker"] = pipeline_runs[-2]
         scaling[f"{len(base)} images, {workers} workers"] = pipeline_runs[-1]
+        print("4. renditions: more sizes, more formats, alternating:")
+        from renditions import measure_all  # benchmarks/ is on sys.path when run as a script
+
+        renditions = measure_all(base_dir, scratch, workers, len(base), base_mp, quick)
     elapsed = time.perf_counter() - started
     report(
         info,
@@ -370,7 +381,21 @@ def main() -> None:
         workers,
         quick,
         elapsed,
+        renditions,
     )
+
+
+def renditions_alone(base_dir: Path, images: int, mp: float, workers: int, quick: bool) -> None:
+    """Part 4 alone: benchmarks/results/renditions.{md,json}."""
+    from renditions import lines, measure_all
+
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
+        results = measure_all(base_dir, Path(tmp), workers, images, mp, quick)
+    text = "\n".join([f"Corpus: {base_dir} ({images} images), {workers} workers.", *lines(results)])
+    print("\n" + text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "renditions.md").write_text(text + "\n")
+    (RESULTS / "renditions.json").write_text(json.dumps(results, indent=1))
 
 
 def drift_free_ratios(runs: list[Run]) -> list[float]:
@@ -405,7 +430,10 @@ def report(
     workers: int,
     quick: bool,
     elapsed: float,
+    renditions: dict[str, Any],
 ) -> None:
+    from renditions import lines as rendition_lines
+
     costs = [1 / ratio - 1 for ratio in drift_free_ratios(cost_runs)]  # pipeline over pool
     n_cost = cost_runs[0].images
     machine_line = (
@@ -457,6 +485,7 @@ def report(
             f"{100 * stolen:.0f}% of the machine's CPU time during these runs, and "
             f"{100 * idle:.1f}% stayed idle during the {workers}-worker runs"
         )
+    lines += ["", *rendition_lines(renditions)]
     lines += [
         "",
         f"Peak RSS per worker (max over all pipeline runs): "
@@ -475,6 +504,7 @@ def report(
         "dask_cost": [asdict(r) for r in cost_runs],
         "scaling": {k: asdict(v) for k, v in scaling.items()},
         "workers_vs_1": {k: [asdict(r) for r in runs] for k, runs in worker_runs.items()},
+        "renditions": renditions,
     }
     (RESULTS / "bench.json").write_text(json.dumps(data, indent=1))
     from chart import draw  # benchmarks/ is on sys.path when run as a script

@@ -1,16 +1,19 @@
-"""Web-ready JPEGs from folders of images, at scale, on Dask.
+"""Web-ready JPEGs (and WebP, AVIF, at several sizes) from folders of images, at scale, on Dask.
 
 Architecture (data flows one way):
     cli | notebook -> config -> discover -> runner -> task -> transform
 - config.py     frozen Settings/RunOptions; flag > env var > default; validated up front
-- discover.py   streams the input tree folder by folder; output names; collisions made unique
+- discover.py   streams the input tree folder by folder; output names (every size and format
+                of an input); collisions made unique
 - runner.py     drives the run on Dask: bags in waves sized to the cluster as it is now,
                 streamed results, poisonous images isolated; cluster/ connects to (or
                 starts) the cluster it runs on
-- task.py       one partition: read -> transform -> atomic write -> record; never raises
-- transform.py  pure: encoded bytes + Settings -> JPEG bytes + facts (Pillow; jpeg.py: the
-                reduced-scale JPEG decode, libjpeg-turbo through simplejpeg; heif.py: HEIC
-                inputs through pillow-heif; metadata.py, xmp.py: --keep-metadata)
+- task.py       one partition: read -> transform -> atomic writes -> record; never raises;
+                freshness.py: which outputs of an input are up to date (a marker each)
+- transform.py  pure: encoded bytes + Settings -> every rendition's bytes + facts from one
+                decode (Pillow; jpeg.py: the reduced-scale JPEG decode, libjpeg-turbo through
+                simplejpeg; colour.py: tones, sRGB, alpha; encode.py: JPEG, WebP, AVIF;
+                heif.py: HEIC inputs through pillow-heif; metadata.py, xmp.py: --keep-metadata)
 - select.py     --include/--exclude glob patterns, applied while discover.py walks
 - storage/      local folders or fsspec URLs; outputs.py: atomic writes, up-to-date marker
 - telemetry.py  what tasks tell Dask; tuning.py: worker set-up for image work
@@ -24,7 +27,7 @@ Importing this package does no work: Dask workers re-import it whenever they res
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +60,10 @@ def run(
     quality: int = Settings.quality,
     max_pixels: int = Settings.max_pixels,
     background: tuple[int, int, int] | str = Settings.background,
+    sizes: Sequence[int] | str = (),
+    formats: Sequence[str] | str = Settings.formats,
+    webp_quality: int = Settings.webp_quality,
+    avif_quality: int = Settings.avif_quality,
     keep_metadata: str = Settings.keep_metadata,
     overwrite: bool = False,
     timeout: float = RunOptions.timeout,
@@ -91,6 +98,11 @@ def run(
     `none`, `copyright` or `all` (the CLI's `--keep-metadata`); `include` and `exclude` are
     glob patterns on input paths relative to `input` (`--include`, `--exclude`).
 
+    `sizes` (`[1920, 1280, 640]` or `"1920,1280,640"`) writes every image at each size (the
+    largest keeps the plain name, the others get `-<size>`; default: the one `max_size`), and
+    `formats` (`["jpeg", "webp", "avif"]` or `"jpeg,webp"`) each size in each format, all
+    from one decode; `quality` is JPEG's, `webp_quality` and `avif_quality` the others'.
+
     The per-file records are spooled to disk as they arrive (memory stays flat however many
     inputs there are) and read back from `report.records`; `keep_records=True` keeps them in
     memory instead. `only` limits the run to these input paths (relative to `input`);
@@ -109,6 +121,10 @@ def run(
         quality=quality,
         max_pixels=max_pixels,
         background=background,
+        sizes=tuple(sizes) if not isinstance(sizes, str) else sizes,  # type: ignore[arg-type]
+        formats=tuple(formats) if not isinstance(formats, str) else formats,  # type: ignore[arg-type]
+        webp_quality=webp_quality,
+        avif_quality=avif_quality,
         keep_metadata=keep_metadata,
     )
     opts = RunOptions(
@@ -182,9 +198,10 @@ def bag(input: str | Path, output: str | Path, **kwargs: Any) -> Bag:
 
     Nothing is processed until it is computed: `.filter()`, `.to_dataframe()`,
     `dask.compute()` it with other work, watch it with `distributed.progress`. Keywords: the
-    settings (`max_size`, `quality`, `max_pixels`, `background`, `keep_metadata`),
-    `overwrite`, `timeout`, `partition_size` (images per task), `include`/`exclude` (glob
-    patterns on input paths, as `run()`). For a large run on a cluster use `run()`, which
+    settings (`max_size`, `quality`, `max_pixels`, `background`, `sizes`, `formats`,
+    `webp_quality`, `avif_quality`, `keep_metadata`, as `run()` takes them), `overwrite`,
+    `timeout`, `partition_size` (images per task), `include`/`exclude` (glob patterns on input
+    paths). For a large run on a cluster use `run()`, which
     streams the work in waves, follows the cluster as it grows, and isolates poisonous images.
     """
     from pipeline.lazy import records_bag

@@ -126,6 +126,23 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="existing Dask scheduler, from the file `dask scheduler --scheduler-file` writes",
     )
+    # renditions: several sizes and formats from one decode
+    add(
+        "--sizes",
+        type=config.parse_sizes,
+        metavar="N,N,...",
+        help="write each image at each of these sizes (the largest as <stem>.jpg, the others "
+        "as <stem>-N.jpg) [the one --max-size]",
+    )
+    add(
+        "--format",
+        dest="formats",
+        type=config.parse_formats,
+        metavar="F,F,...",
+        help="output formats, each at every size: jpeg, webp, avif [jpeg]",
+    )
+    add("--webp-quality", type=int, metavar="Q", help="WebP quality 1-100 [80]")
+    add("--avif-quality", type=int, metavar="Q", help="AVIF quality 1-100 [60]")
     # inputs and metadata
     add(
         "--include",
@@ -173,6 +190,10 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> RunOptions:
         ),
         max_pixels=_pick(args.max_pixels, None, config.DEFAULT_MAX_PIXELS),
         background=config.parse_background(args.background),
+        sizes=args.sizes or (),
+        formats=args.formats or config.DEFAULT_FORMATS,
+        webp_quality=_pick(args.webp_quality, None, config.DEFAULT_WEBP_QUALITY),
+        avif_quality=_pick(args.avif_quality, None, config.DEFAULT_AVIF_QUALITY),
         keep_metadata=args.keep_metadata,
     )
     return RunOptions(

@@ -24,6 +24,13 @@ DEFAULT_BACKGROUND = (255, 255, 255)
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 MAX_QUALITY = 95
+#: The output formats, in the order a run lists them by default; each is Pillow's own encoder.
+FORMATS = ("jpeg", "webp", "avif")
+DEFAULT_FORMATS = ("jpeg",)
+#: WebP 80 and AVIF 60 look like JPEG 85 at about 70% and 50% of its bytes on photos.
+DEFAULT_WEBP_QUALITY = 80
+DEFAULT_AVIF_QUALITY = 60
+WEBP_SIZE_LIMIT = 16_383  # the largest side a WebP can hold
 MAX_SIZE_LIMIT = 65_500  # the largest side a baseline JPEG can hold
 KEEP_METADATA = ("none", "copyright", "all")  # what pipeline.metadata keeps of EXIF and XMP
 
@@ -46,25 +53,64 @@ class Settings:
     quality: int = DEFAULT_QUALITY
     max_pixels: int = DEFAULT_MAX_PIXELS
     background: tuple[int, int, int] = DEFAULT_BACKGROUND
+    sizes: tuple[int, ...] = ()  # several sizes (any order); empty: the one `max_size`
+    formats: tuple[str, ...] = DEFAULT_FORMATS  # every size is written in each, in this order
+    webp_quality: int = DEFAULT_WEBP_QUALITY
+    avif_quality: int = DEFAULT_AVIF_QUALITY
     keep_metadata: str = "none"  # --keep-metadata: none, copyright or all (pipeline.metadata)
 
     def __post_init__(self) -> None:
+        # lists (from JSON, or a caller) and `"jpeg,webp"` text become the tuples hashed here
+        if isinstance(self.sizes, str):
+            object.__setattr__(self, "sizes", parse_sizes(self.sizes))
+        if isinstance(self.formats, str):
+            object.__setattr__(self, "formats", parse_formats(self.formats))
+        object.__setattr__(self, "sizes", tuple(self.sizes))
+        object.__setattr__(self, "formats", tuple(self.formats))
         _check_range("--max-size", self.max_size, 1, MAX_SIZE_LIMIT)
         _check_range("--quality", self.quality, 1, MAX_QUALITY)
         _check_range("--max-pixels", self.max_pixels, 1, 2**40)
         if len(self.background) != 3 or not all(0 <= c <= 255 for c in self.background):
             raise UsageError(f"--background must be three values 0-255, got {self.background}")
+        for size in self.sizes:
+            _check_range("--sizes", size, 1, MAX_SIZE_LIMIT)
+        _check_formats(self.formats)
+        _check_range("--webp-quality", self.webp_quality, 1, 100)
+        _check_range("--avif-quality", self.avif_quality, 1, 100)
+        if "webp" in self.formats and self.output_sizes[0] > WEBP_SIZE_LIMIT:
+            raise UsageError(f"WebP holds at most {WEBP_SIZE_LIMIT} px a side; use a smaller size")
         if self.keep_metadata not in KEEP_METADATA:
             choices = ", ".join(KEEP_METADATA)
             raise UsageError(
                 f"--keep-metadata must be one of {choices}, got {self.keep_metadata!r}"
             )
 
-    def fingerprint(self) -> str:
-        """A short stable hash of everything that changes the output bytes."""
+    @property
+    def output_sizes(self) -> tuple[int, ...]:
+        """The sizes to write, largest first, each once."""
+        return tuple(sorted(set(self.sizes or (self.max_size,)), reverse=True))
+
+    @property
+    def largest(self) -> int:
+        """The size the decode and the colour work are done for."""
+        return self.output_sizes[0]
+
+    def fingerprint(self, size: int | None = None, fmt: str | None = None) -> str:
+        """A short stable hash of everything that changes one output's bytes.
+
+        The output is the one of `size` (default: the largest) in `fmt` (default: the first
+        format). A JPEG of the largest size hashes exactly the single-size settings, so a run
+        that adds sizes or formats leaves the outputs it already has up to date. A smaller size
+        is resampled from the largest one, so the largest is part of its recipe.
+        """
+        size = self.largest if size is None else size
+        fmt = self.formats[0] if fmt is None else fmt
+        quality = {"jpeg": self.quality, "webp": self.webp_quality, "avif": self.avif_quality}
+        kind = "" if fmt == "jpeg" else f"{fmt};"
+        origin = "" if size == self.largest else f";from={self.largest}"
         text = (
-            f"v{TRANSFORM_VERSION};size={self.max_size};q={self.quality};"
-            f"bg={','.join(map(str, self.background))}"
+            f"v{TRANSFORM_VERSION};size={size};{kind}q={quality[fmt]};"
+            f"bg={','.join(map(str, self.background))}{origin}"
         )
         if self.keep_metadata != "none":  # the default leaves existing outputs up to date
             text += f";meta={self.keep_metadata}"
@@ -120,6 +166,28 @@ class RunOptions:
             raise UsageError(f"--connect-timeout must be positive, got {self.connect_timeout}")
 
 
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """`1920,1280,640` -> (1920, 1280, 640); each size is checked by `Settings`."""
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes:
+        raise UsageError(f"--sizes must be sizes in px separated by commas, got {text!r}")
+    return sizes
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """`jpeg,webp` -> ("jpeg", "webp"): lower case, `jpg` taken for `jpeg`, checked."""
+    names = tuple(
+        "jpeg" if part.strip().lower() == "jpg" else part.strip().lower()
+        for part in text.split(",")
+        if part.strip()
+    )
+    _check_formats(names)
+    return names
+
+
 def parse_background(text: str) -> tuple[int, int, int]:
     """`white`, `black`, `#rrggbb` or `r,g,b` -> an RGB triple."""
     named = {"white": (255, 255, 255), "black": (0, 0, 0)}
@@ -152,6 +220,14 @@ def env_str(env: Mapping[str, str], name: str) -> str | None:
     """A string env var with surrounding quotes removed (as Dask's own config does)."""
     raw = env.get(name, "").strip().strip("'\"")
     return raw or None
+
+
+def _check_formats(formats: tuple[str, ...]) -> None:
+    if not formats or any(f not in FORMATS for f in formats) or len(set(formats)) < len(formats):
+        raise UsageError(
+            f"--format must be one or more of {', '.join(FORMATS)} separated by commas, "
+            f"each once; got {','.join(map(str, formats)) or 'none'}"
+        )
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:

@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline import outputs, safety
-from pipeline.config import RunOptions
-from pipeline.discover import Job, iter_jobs
+from pipeline import freshness, safety
+from pipeline.config import RunOptions, Settings
+from pipeline.discover import Job, Naming, iter_jobs
 from pipeline.errors import UsageError
 from pipeline.safety import shown as shown_name
 from pipeline.storage import Store
@@ -87,8 +87,11 @@ def plan(opts: RunOptions, *, examples: int = 0, all_examples: bool = False) -> 
     except OSError as exc:
         raise UsageError(f"cannot read input {opts.input}: {exc.strerror or exc}") from None
     result = Plan(input=source.root, output=target.root, overwrite=opts.overwrite)
-    state_of = _checker(source, target, opts.settings.fingerprint())
-    for job in iter_jobs(source, target, include=opts.include, exclude=opts.exclude):
+    state_of = _checker(source, target, opts.settings)
+    jobs = iter_jobs(
+        source, target, naming=Naming.of(opts.settings), include=opts.include, exclude=opts.exclude
+    )
+    for job in jobs:
         state = state_of(job)
         keep = examples if all_examples or state != UP_TO_DATE or opts.overwrite else 0
         result.add(job, state, keep=keep)
@@ -101,19 +104,32 @@ def _check_overlap(source: Store, target: Store) -> None:
         safety.check_overlap(source.root, target.root, remote=source.remote)
 
 
-def _checker(source: Store, target: Store, fingerprint: str) -> Callable[[Job], str]:
-    """A job's state, read as a run reads it (`Store.inspect`: no link followed, any store)."""
+def _checker(source: Store, target: Store, settings: Settings) -> Callable[[Job], str]:
+    """A job's state, read as a run reads it (`Store.inspect`: no link followed, any store).
+
+    The state of its outputs taken together: foreign if any is foreign, up to date if all are,
+    new if none exists, else stale.
+    """
 
     def state_of(job: Job) -> str:
+        states = set()
         try:
             size, version = source.identity(job.input)
-            exists, found = target.inspect(job.output)
+            for out, mark in freshness.marks(job.output, settings, size, version).items():
+                exists, found = target.inspect(out.path)
+                states.add(_state(exists, found, mark))
         except OSError:
             return UNREADABLE
-        if found == outputs.marker(fingerprint, size, version):
-            return UP_TO_DATE
-        if found is not None:
-            return STALE
-        return FOREIGN if exists else NEW
+        if FOREIGN in states:
+            return FOREIGN
+        return states.pop() if len(states) == 1 else STALE
 
     return state_of
+
+
+def _state(exists: bool, found: bytes | None, mark: bytes) -> str:
+    if found == mark:
+        return UP_TO_DATE
+    if found is not None:
+        return STALE
+    return FOREIGN if exists else NEW

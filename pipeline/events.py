@@ -7,7 +7,7 @@ Workers send one event per batch of images (never one per image) with
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 THROUGHPUT_TOPIC = "pipeline-throughput"
 RUN_TOPIC = "pipeline-run"
@@ -26,6 +26,14 @@ class BatchEvent(TypedDict):
     bytes_read: int
     bytes_written: int
     busy: float  # seconds spent processing these images
+    # outputs written, by rendition: "<format> <size>" (e.g. "webp 640") -> files, bytes
+    outputs: NotRequired[dict[str, int]]
+    output_bytes: NotRequired[dict[str, int]]
+
+
+def rendition_key(fmt: str, size: int) -> str:
+    """How events, the page and /metrics name one rendition: format and size asked for."""
+    return f"{fmt} {size}"
 
 
 class RunEvent(TypedDict, total=False):

@@ -41,18 +41,29 @@ def records_bag(
     import dask.bag as db
 
     from pipeline import select
-    from pipeline.discover import iter_jobs
+    from pipeline.config import parse_background
+    from pipeline.discover import Naming, iter_jobs
     from pipeline.storage import check_locations
     from pipeline.task import TaskContext
 
     check_locations(input, output)
+    if isinstance(settings.get("background"), str):
+        settings["background"] = parse_background(settings["background"])
     opts = RunOptions(
         input=input, output=output, settings=Settings(**settings), overwrite=overwrite,
         timeout=timeout, include=select.check(include, "--include"),
         exclude=select.check(exclude, "--exclude"),
     )  # fmt: skip
     ctx = TaskContext.for_run(opts, uuid.uuid4().hex[:12])
-    jobs = list(iter_jobs(input, output, include=opts.include, exclude=opts.exclude))
+    jobs = list(
+        iter_jobs(
+            input,
+            output,
+            naming=Naming.of(opts.settings),
+            include=opts.include,
+            exclude=opts.exclude,
+        )
+    )
     size = partition_size or min(MAX_PARTITION, max(1, math.ceil(len(jobs) / TASKS_WANTED)))
     records: Bag = db.from_sequence(jobs, partition_size=size).map_partitions(_process, ctx)
     return records

@@ -11,11 +11,11 @@
   colour space tag says sRGB. The XMP as it is, without its orientation.
 Colour is always converted to sRGB and no ICC profile is embedded, whatever the policy.
 
-A JPEG output must keep its pipeline marker (a COM segment, which Pillow writes after the EXIF
-and XMP segments) within the first 4 KiB that the up-to-date check reads, so EXIF and XMP
-together get at most JPEG_BUDGET bytes in a JPEG (the rest of the 4 KiB is for the JFIF and
-COM segments): beyond that XMP shrinks to its rights fields, then EXIF to Artist and
-Copyright, and the record's warnings say so. WebP and AVIF outputs get all of it.
+A JPEG holds EXIF and XMP in APP1 segments of at most 64 KiB each, so EXIF and XMP together
+get at most JPEG_BUDGET bytes in a JPEG: beyond that XMP shrinks to its rights fields, then EXIF
+to Artist and Copyright, and the record's warnings say so (a Lightroom export's XMP with its edit
+history is 5-50 KiB: it fits). The pipeline's marker is unaffected: `pipeline.encode` puts the
+comment segment that holds it first. WebP and AVIF outputs get all of it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from pipeline import xmp as xmp_fields
 
 ARTIST, COPYRIGHT, ORIENTATION = 0x013B, 0x8298, 0x0112
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
-#: Bytes of EXIF + XMP payload a JPEG output may carry (see the module's docstring).
-JPEG_BUDGET = 3072
+#: Bytes of EXIF + XMP payload a JPEG output may carry (see the module's docstring): each must
+#: fit one APP1 segment (65,533 bytes less its identifier).
+JPEG_BUDGET = 65_000
 #: IFD0 tags that describe the source file's layout or colour, not the picture.
 _LAYOUT_TAGS = frozenset(
     {0x00FE, 0x0100, 0x0101, 0x0102, 0x0103, 0x0106, 0x010A, 0x0111, 0x0115, 0x0116, 0x0117}

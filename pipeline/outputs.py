@@ -1,9 +1,11 @@
 """Output files: atomic writes under the output root, and the marker of the pipeline's outputs.
 
-Every output JPEG carries a COM segment `pipeline fp=<settings fingerprint> src=<size>:<version>`
-naming the settings and the exact source it was made from. An output is up to date when its
-marker matches; reading it costs one small read of the file's head. A file without the marker
-was not written by the pipeline and is never replaced unless the user asks (`--overwrite`).
+Every output carries a marker `pipeline fp=<settings fingerprint> src=<size>:<version>` naming
+the settings and the exact source it was made from: a JPEG in a COM segment, a WebP or AVIF as
+an XML comment in its XMP packet, near the start of the file either way (`pipeline.encode`). An
+output is up to date when its marker matches; reading it costs one small read of the file's
+head (a longer one only when a kept EXIF block comes first). A file without the marker was not
+written by the pipeline and is never replaced unless the user asks (`--overwrite`).
 
 Nothing is written, listed or deleted outside the output root: folders below the root are
 entered one at a time with `O_NOFOLLOW` relative to their parent's descriptor (`openat`), so a
@@ -33,6 +35,14 @@ MARKER_PREFIX = b"pipeline "
 TEMP_PREFIX = ".pipeline-"
 TEMP_SUFFIX = ".tmp"
 _HEAD_BYTES = 4096
+#: How far into a file a marker may lie: behind at most a kept EXIF and XMP block (64 KiB each).
+MARKER_SPAN = 1 << 18
+_XMP_START = b"<!--" + MARKER_PREFIX
+#: The XMP packet that carries a marker when the output has no XMP of its own.
+_EMPTY_XMP = (
+    b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/><?xpacket end="r"?>'
+)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TEMP_EXTRA = len(TEMP_PREFIX) + 1 + 8 + len(TEMP_SUFFIX)  # prefix, dot, token, suffix
 
@@ -44,6 +54,16 @@ def marker(fingerprint: str, size: int, version: str | int) -> bytes:
     its ETag for an object.
     """
     return MARKER_PREFIX + f"fp={fingerprint} src={size}:{version}".encode()
+
+
+def marker_xmp(marker: bytes, xmp: bytes | None = None) -> bytes:
+    """An XMP packet (`xmp`, or an empty one) carrying `marker` as a comment at its start."""
+    packet = xmp or _EMPTY_XMP
+    comment = b"<!--" + marker + b"-->"
+    if packet.startswith(b"<?"):  # after the xpacket (or XML) declaration, which comes first
+        end = packet.find(b"?>") + 2
+        return packet[:end] + comment + packet[end:]
+    return comment + packet
 
 
 def read_marker(path: Path, root: Path | None = None) -> bytes | None:
@@ -69,11 +89,14 @@ def inspect(path: Path, root: Path | None = None) -> tuple[bool, bytes | None]:
         return True, None
     try:
         head = os.read(fd, _HEAD_BYTES)
+        found = find_marker(head)
+        if found is None and len(head) == _HEAD_BYTES and _may_hold_marker(head):
+            found = find_marker(head + os.read(fd, MARKER_SPAN - _HEAD_BYTES))
     except OSError:
         return True, None
     finally:
         os.close(fd)
-    return True, find_marker(head)
+    return True, found
 
 
 def _open_entry(folder: int, name: str) -> int | None:
@@ -89,7 +112,11 @@ def _open_entry(folder: int, name: str) -> int | None:
 
 
 def find_marker(head: bytes) -> bytes | None:
-    """The pipeline marker in the first bytes of a JPEG, or None."""
+    """The pipeline marker in the first bytes of a JPEG, WebP or AVIF, or None."""
+    if _is_webp_or_avif(head):
+        start = head.find(_XMP_START)
+        end = head.find(b"-->", start)
+        return head[start + 4 : end] if start >= 0 and end >= 0 else None
     if not head.startswith(b"\xff\xd8"):
         return None
     pos = 2
@@ -103,6 +130,15 @@ def find_marker(head: bytes) -> bytes | None:
             return None
         pos += 2 + length
     return None
+
+
+def _is_webp_or_avif(head: bytes) -> bool:
+    return (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[4:8] == b"ftyp"
+
+
+def _may_hold_marker(head: bytes) -> bool:
+    """A JPEG whose header segments go on past `head`, or a WebP/AVIF: read on for a marker."""
+    return head.startswith(b"\xff\xd8") or _is_webp_or_avif(head)
 
 
 def modified_ns(path: Path, root: Path | None = None) -> int | None:

@@ -1,4 +1,4 @@
-"""What one input's outcome looks like: its status and its record in the run report.
+"""What one input's outcome looks like: its status, its outputs and its record in the run report.
 
 Light on purpose (no Pillow, no Dask): the report, the CLI and the throughput page import it.
 No `from __future__ import annotations` here: `Record`'s optional keys are found from its
@@ -9,6 +9,18 @@ from typing import NotRequired, TypedDict
 
 #: Every input ends in exactly one of these.
 STATUSES = ("ok", "skipped", "failed")
+
+
+class Output(TypedDict):
+    """One output file of an input (one size in one format), as the report lists it."""
+
+    path: str  # relative to the output folder
+    format: str  # jpeg | webp | avif
+    size: int  # the size asked for (--sizes); `width`/`height` are what it came to
+    width: int | None  # None when it was up to date and left alone
+    height: int | None
+    bytes: int | None  # None when it was up to date and left alone
+    status: str  # "written" or "skipped" (up to date)
 
 
 class Record(TypedDict):
@@ -24,6 +36,8 @@ class Record(TypedDict):
     seconds: float
     width: int | None
     height: int | None
+    outputs: list[Output] | None  # every output of the input; `output` is the first of them
+    warnings: list[str]  # what was ignored or left out but did not fail it (a broken profile...)
     resumed: NotRequired[bool]  # already written by an earlier attempt of this same run
     fatal: NotRequired[str]  # the output storage is unusable (disk full, read-only): stop the run
     abandoned: NotRequired[bool]  # timed out: a thread still runs it (the worker is replaced)

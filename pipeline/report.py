@@ -74,7 +74,7 @@ class RunReport:
             if self._records is not None:
                 self._records.append(row)
             if self._spool is not None:
-                self._spool.write(json.dumps(json_row(row)) + "\n")
+                self._spool.write(json.dumps(_json_safe(row)) + "\n")
 
     # -- reading ------------------------------------------------------------------------------
     @property
@@ -149,7 +149,7 @@ class RunReport:
                 yield line.rstrip("\n")
         else:
             for row in self._records or self.failures:
-                yield json.dumps(json_row(row))
+                yield json.dumps(_json_safe(row))
 
     @classmethod
     def from_json(cls, path: str | Path) -> RunReport:
@@ -217,6 +217,35 @@ class RunReport:
         return f"<RunReport {self.summary_line()}>"
 
 
+def _json_safe(row: dict[str, Any]) -> dict[str, Any]:
+    """`safety.json_row` of the row and of each of its outputs (`path` as `output` is kept)."""
+    safe = dict(json_row(row))
+    if row.get("outputs"):
+        safe["outputs"] = [_safe_output(entry) for entry in row["outputs"]]
+    return safe
+
+
+def _safe_output(entry: dict[str, Any]) -> dict[str, Any]:
+    safe = json_row({"output": entry["path"]})
+    out = {**entry, "path": safe["output"]}
+    if "output_bytes" in safe:
+        out["path_bytes"] = safe["output_bytes"]
+    return out
+
+
 def _exact_names(row: dict[str, Any]) -> Any:
     """A report row with its exact input and output names (see `safety.json_row`)."""
-    return {**row, "input": name_from_json(row, "input"), "output": name_from_json(row, "output")}
+    exact = {
+        **row,
+        "input": name_from_json(row, "input"),
+        "output": name_from_json(row, "output"),
+    }
+    if row.get("outputs"):
+        exact["outputs"] = [_exact_output(entry) for entry in row["outputs"]]
+    return exact
+
+
+def _exact_output(entry: dict[str, Any]) -> dict[str, Any]:
+    raw = {"output": entry["path"], "output_bytes": entry.get("path_bytes")}
+    kept = {k: v for k, v in entry.items() if k != "path_bytes"}
+    return {**kept, "path": name_from_json(raw, "output")}

@@ -37,7 +37,7 @@ from pipeline import tuning
 from pipeline.capacity import ClusterThreads
 from pipeline.cluster import connected
 from pipeline.config import RunOptions
-from pipeline.discover import Job, iter_jobs
+from pipeline.discover import Job, Naming, iter_jobs
 from pipeline.events import RUN_TOPIC
 from pipeline.report import RunReport
 from pipeline.storage import check_locations
@@ -123,7 +123,13 @@ def _execute(
     after_wave: Callable[[], None] = lambda: None,
 ) -> None:
     threads = ClusterThreads(client, patience=opts.connect_timeout)
-    found = iter_jobs(opts.input, opts.output, include=opts.include, exclude=opts.exclude)
+    found = iter_jobs(
+        opts.input,
+        opts.output,
+        naming=Naming.of(opts.settings),
+        include=opts.include,
+        exclude=opts.exclude,
+    )
     if only is not None:
         wanted = set(only)
         found = (job for job in found if job.input in wanted)

@@ -1,7 +1,10 @@
-"""The unit of work Dask maps over a partition: read -> transform -> atomic write -> record.
+"""The unit of work Dask maps over a partition: read -> transform -> atomic writes -> record.
 
 `process_partition` handles its images one by one and never raises for an image: every
 failure becomes a record with a short reason. It returns small records, never pixels.
+Each input has one output per size and format (`discover.Naming`); each output is checked on
+its own (its marker names its own size, format and quality), and only the outputs that are not
+up to date are encoded and written, each atomically, from one decode of the input.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pipeline import outputs, recycle, telemetry
+from pipeline import freshness, recycle, telemetry
 from pipeline.config import DEFAULT_TIMEOUT, RunOptions, Settings
 from pipeline.discover import Job
 from pipeline.errors import ImageError, describe
@@ -28,7 +31,6 @@ FATAL_WRITE_ERRORS = {
     errno.EDQUOT: "output disk quota exceeded",
     errno.EROFS: "output file system is read-only",
 }
-FOREIGN = "kept a file the pipeline did not write at the output path"
 R = TypeVar("R")
 
 
@@ -92,6 +94,7 @@ def process_partition(jobs: Iterable[Job], ctx: TaskContext) -> list[Record]:
                     bytes_read=record["bytes_read"],
                     bytes_written=record["bytes_written"],
                     seconds=record["seconds"],
+                    outputs=record["outputs"],
                 )
     finally:
         reporter.flush()
@@ -109,6 +112,7 @@ def process_job(job: Job, ctx: TaskContext) -> Record:
         _run(job, ctx, record)
     except Exception as exc:
         record["status"], record["error"], record["output"] = "failed", describe(exc), None
+        record["outputs"] = None
         if isinstance(exc, TimedOut):
             record["abandoned"] = True
         if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRORS:
@@ -120,29 +124,39 @@ def process_job(job: Job, ctx: TaskContext) -> Record:
 def _run(job: Job, ctx: TaskContext, record: Record) -> None:
     source, target = ctx.source, ctx.target
     size, version = source.identity(job.input)
-    mark = outputs.marker(ctx.settings.fingerprint(), size, version)
-    exists, found = target.inspect(job.output)
-    if found == mark:
-        if target.written_by(job.output, ctx.run_id, ctx.started_ns):
-            record["status"], record["resumed"] = "ok", True
-            return
-        if not ctx.overwrite:
-            record["status"] = "skipped"
-            return
-    elif exists and found is None and not ctx.overwrite:
-        raise ImageError(f"{FOREIGN}: {job.output} (--overwrite replaces it)")
+    marks = freshness.marks(job.output, ctx.settings, size, version)
+    todo, ours = freshness.outdated(
+        target, marks, run_id=ctx.run_id, started_ns=ctx.started_ns, overwrite=ctx.overwrite
+    )
+    entries = [freshness.entry(out, out in todo) for out in marks]
+    record["outputs"] = entries
+    if not todo:
+        record["status"] = "ok" if ours else "skipped"
+        if ours:
+            record["resumed"] = True
+        return
     if size > MAX_INPUT_BYTES:
         raise ImageError(f"file too large ({size >> 20} MiB > {MAX_INPUT_BYTES >> 20} MiB)")
+    wanted = {(out.size, out.format): marks[out] for out in todo}
     result = _with_timeout(
-        lambda: _read_and_transform(source, job.input, ctx.settings, mark), ctx.timeout
+        lambda: _read_and_transform(source, job.input, ctx.settings, wanted), ctx.timeout
     )
     write_started = time.perf_counter()
-    _write(target, job.output, result.data, mark, ctx.run_id)
+    done = {(r.size, r.format): r for r in result.renditions}
+    for out in todo:
+        _write(target, out.path, done[out.size, out.format].data, marks[out], ctx.run_id)
     timings = dict(result.timings, write=time.perf_counter() - write_started)
     telemetry.record_stages(timings)
+    dims = result.dimensions or {}
+    for entry in entries:
+        entry["width"], entry["height"] = dims.get(entry["size"], (None, None))
+        if entry["status"] == "written":
+            entry["bytes"] = len(done[entry["size"], entry["format"]].data)
     record["status"] = "ok"
-    record["bytes_read"], record["bytes_written"] = size, len(result.data)
-    record["width"], record["height"] = result.width, result.height
+    record["warnings"] = list(result.warnings)
+    record["bytes_read"] = size
+    record["bytes_written"] = sum(len(done[o.size, o.format].data) for o in todo)
+    record["width"], record["height"] = dims.get(ctx.settings.largest, (None, None))
 
 
 def _write(target: Store, rel: str, data: bytes, mark: bytes, run_id: str) -> None:
@@ -154,22 +168,24 @@ def _write(target: Store, rel: str, data: bytes, mark: bytes, run_id: str) -> No
 
 
 def written_by_run(job: Job, ctx: TaskContext) -> Record | None:
-    """The ok record of a job whose output this run already wrote, else None.
+    """The ok record of a job whose outputs this run already wrote, else None.
 
-    Used after an interrupt to report what in-flight partitions finished before they stopped.
+    Used after an interrupt to report what in-flight partitions finished before they stopped:
+    every output up to date, at least one of them written by this run.
     """
     source, target = ctx.source, ctx.target
     try:
         size, version = source.identity(job.input)
     except OSError:
         return None
-    mark = outputs.marker(ctx.settings.fingerprint(), size, version)
-    if target.read_marker(job.output) != mark:
+    marks = freshness.marks(job.output, ctx.settings, size, version)
+    if any(target.read_marker(out.path) != mark for out, mark in marks.items()):
         return None
-    if not target.written_by(job.output, ctx.run_id, ctx.started_ns):
+    if not any(target.written_by(out.path, ctx.run_id, ctx.started_ns) for out in marks):
         return None
     record = _record(job)
     record["status"], record["bytes_read"] = "ok", size
+    record["outputs"] = [freshness.entry(out, True) for out in marks]
     return record
 
 
@@ -180,8 +196,10 @@ def failed_record(job: Job, reason: str) -> Record:
     return record
 
 
-def _read_and_transform(source: Store, name: str, settings: Settings, mark: bytes) -> Transformed:
-    return transform(source.read(name), settings, comment=mark)
+def _read_and_transform(
+    source: Store, name: str, settings: Settings, markers: dict[tuple[int, str], bytes]
+) -> Transformed:
+    return transform(source.read(name), settings, markers=markers)
 
 
 def _with_timeout(fn: Callable[[], R], timeout: float) -> R:
@@ -216,4 +234,6 @@ def _record(job: Job) -> Record:
         seconds=0.0,
         width=None,
         height=None,
+        outputs=None,
+        warnings=[],
     )

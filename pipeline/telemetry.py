@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipeline.events import THROUGHPUT_TOPIC, BatchEvent
+from pipeline.events import THROUGHPUT_TOPIC, BatchEvent, rendition_key
 from pipeline.record import STATUSES
 
 EVENT_INTERVAL = 1.0  # seconds between two throughput events of one worker
@@ -45,12 +45,28 @@ class BatchReporter:
         self.bytes_read = 0
         self.bytes_written = 0
         self.busy = 0.0
+        self.outputs: dict[str, int] = {}
+        self.output_bytes: dict[str, int] = {}
 
-    def add(self, status: str, *, bytes_read: int, bytes_written: int, seconds: float) -> None:
+    def add(
+        self,
+        status: str,
+        *,
+        bytes_read: int,
+        bytes_written: int,
+        seconds: float,
+        outputs: list[Any] | None = None,
+    ) -> None:
+        """Count one image; `outputs`: its record's outputs, of which the written ones count."""
         self.counts[status] += 1
         self.bytes_read += bytes_read
         self.bytes_written += bytes_written
         self.busy += seconds
+        for out in outputs or ():
+            if out["status"] == "written":
+                key = rendition_key(out["format"], out["size"])
+                self.outputs[key] = self.outputs.get(key, 0) + 1
+                self.output_bytes[key] = self.output_bytes.get(key, 0) + (out["bytes"] or 0)
         if time.monotonic() - self._last_sent >= EVENT_INTERVAL:
             self.flush()
 
@@ -71,6 +87,8 @@ class BatchReporter:
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
             "busy": round(self.busy, 6),
+            "outputs": self.outputs,
+            "output_bytes": self.output_bytes,
         }
         self._worker.log_event(THROUGHPUT_TOPIC, dict(event))
         self._reset()

@@ -93,6 +93,8 @@ def test_local_run_notebook(tmp_path: Path) -> None:
     assert "sideways-6.jpg" in html
     assert "application/vnd.bokehjs_exec.v0+json" in mimes_of(nb)  # the throughput plot
     assert "done: 12 images: 0 ok, 12 skipped, 0 failed" in text_of(nb)
+    for rendition in (">avif</th>", ">webp</th>", ">1280</th>", ">320</th>"):
+        assert rendition in html  # the outputs of the srcset run, by format and size
 
 
 @pytest.mark.timeout(240)

@@ -1,4 +1,5 @@
-"""Prometheus counters for the scheduler's /metrics: images per worker and status, bytes.
+"""Prometheus counters for the scheduler's /metrics: images per worker and status, bytes, and
+output files and bytes per rendition (format and size).
 
 distributed serves /metrics from prometheus_client's global REGISTRY, one per process. Each
 throughput plugin registers a collector of its own when it starts and unregisters it when it
@@ -21,19 +22,40 @@ logger = logging.getLogger(__name__)
 IMAGES = "pipeline_images"
 BYTES_READ = "pipeline_bytes_read"
 BYTES_WRITTEN = "pipeline_bytes_written"
+OUTPUTS = "pipeline_outputs_written"
+OUTPUT_BYTES = "pipeline_output_bytes_written"
 
 
 class ThroughputCollector:
-    """Yields pipeline_images_total{worker,status} and pipeline_bytes_*_total{worker}."""
+    """Yields pipeline_images_total{worker,status}, pipeline_bytes_*_total{worker} and
+    pipeline_output(s|_bytes)_written_total{worker,format,size}."""
 
     def __init__(self, source: Any) -> None:
-        self.source = source  # an object with .metrics: {worker: {count: int}}
+        # an object with .metrics: {worker: {count: int}} and
+        # .outputs: {worker: {rendition: {"files": int, "bytes": int}}}
+        self.source = source
 
     def describe(self) -> list[Any]:
-        return list(self._families({}))
+        return [*self._families({}), *self._outputs({})]
 
     def collect(self) -> list[Any]:
-        return list(self._families(self.source.metrics))
+        return [*self._families(self.source.metrics), *self._outputs(self.source.outputs)]
+
+    @staticmethod
+    def _outputs(outputs: dict[str, dict[str, dict[str, int]]]) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        labels = ["worker", "format", "size"]
+        files = CounterMetricFamily(OUTPUTS, "Output files written, by rendition", labels=labels)
+        sizes = CounterMetricFamily(
+            OUTPUT_BYTES, "Output bytes written, by rendition", labels=labels
+        )
+        for worker, renditions in sorted(outputs.items()):
+            for key, counts in sorted(renditions.items()):
+                fmt, _, size = key.partition(" ")
+                files.add_metric([worker, fmt, size], counts["files"])
+                sizes.add_metric([worker, fmt, size], counts["bytes"])
+        yield from (files, sizes)
 
     @staticmethod
     def _families(metrics: dict[str, dict[str, int]]) -> Iterator[Any]:

@@ -39,8 +39,14 @@ _TITLES = {
     "rate": "Images/s",
     "rate_per_core": "Images/s/core",
     "ms_per_image": "ms/image",
+    "format": "Format",
+    "size": "Size (px)",
+    "files": "Files written",
+    "kb_per_file": "KB/file",
 }
-_DECIMALS = frozenset({"mb_read", "mb_written", "rate", "rate_per_core", "ms_per_image"})
+_DECIMALS = frozenset(
+    {"mb_read", "mb_written", "rate", "rate_per_core", "ms_per_image", "kb_per_file"}
+)
 
 
 def _sources() -> dict[str, ColumnDataSource]:
@@ -53,6 +59,7 @@ def _sources() -> dict[str, ColumnDataSource]:
         "cluster": ColumnDataSource({"x": [], "y": [], "y_core": []}, name="tp-cluster"),
         "bars": ColumnDataSource({"worker": [], "rate_per_core": [], "color": []}, name="tp-bars"),
         "table": ColumnDataSource({c: [] for c in view.TABLE_COLUMNS}, name="tp-table"),
+        "outputs": ColumnDataSource({c: [] for c in view.OUTPUT_COLUMNS}, name="tp-outputs"),
     }
 
 
@@ -112,25 +119,27 @@ def _bar_figure(sources: dict[str, ColumnDataSource]) -> figure:
     return fig
 
 
-def _table(sources: dict[str, ColumnDataSource]) -> DataTable:
+def _table(
+    sources: dict[str, ColumnDataSource], name: str = "table", height: int = 300
+) -> DataTable:
     from bokeh.models import CustomJS
     from bokeh.models.widgets.tables import DataTable, NumberFormatter, TableColumn
 
+    fields = view.TABLE_COLUMNS if name == "table" else view.OUTPUT_COLUMNS
     columns = [
-        TableColumn(field=c, title=_TITLES[c], width=240 if c == "worker" else 90)
-        for c in view.TABLE_COLUMNS
+        TableColumn(field=c, title=_TITLES[c], width=240 if c == "worker" else 90) for c in fields
     ]
     for col in columns:
         if col.field in _DECIMALS:
             col.formatter = NumberFormatter(format="0,0.0")
     table = DataTable(
-        source=sources["table"],
+        source=sources[name],
         columns=columns,
         index_position=None,
-        height=300,
+        height=height,
         sizing_mode="stretch_width",
     )
-    sources["table"].js_on_change("data", CustomJS(args={"table": table}, code=_REDRAW_TABLE))
+    sources[name].js_on_change("data", CustomJS(args={"table": table}, code=_REDRAW_TABLE))
     return table
 
 
@@ -155,10 +164,13 @@ def build() -> tuple[LayoutDOM, dict[str, Any]]:
     handles["rate"] = _line_figure(sources, False, "Images/s: cluster and per worker")
     handles["core"] = _line_figure(sources, True, "Images/s per core (worker thread)")
     handles["bar"] = _bar_figure(sources)
+    title = Div(text="<b>Outputs written, by format and size</b>", sizing_mode="stretch_width")
     layout = column(
         handles["progress"],
         row(handles["rate"], handles["core"], sizing_mode="stretch_width"),
         row(handles["bar"], _table(sources), sizing_mode="stretch_width"),
+        title,
+        _table(sources, "outputs", height=150),
         sizing_mode="stretch_width",
     )
     return layout, handles
@@ -178,6 +190,7 @@ def fill(handles: dict[str, Any], run: dict[str, Any] | None, now: float | None 
     handles["bar"].y_range.factors = list(reversed(bars["worker"]))
     handles["bars"].data = bars
     handles["table"].data = view.table(run)
+    handles["outputs"].data = view.outputs(run)
 
 
 def doc(

@@ -43,6 +43,7 @@ class RunStats:
         self.t0 = t0
         self.bin_s = 1.0
         self.bins: dict[str, list[float]] = {}
+        self.outputs: dict[str, dict[str, int]] = {}  # "<format> <size>" -> files, bytes
 
     def add_batch(
         self, worker: str, nthreads: int, counts: dict[str, int], t: float, busy: float
@@ -92,6 +93,7 @@ class RunStats:
             "done": sum(done.values()),
             **done,
             "workers": {addr: dict(w) for addr, w in self.workers.items()},
+            "outputs": {key: dict(v) for key, v in self.outputs.items()},
             "series": {
                 "t0": self.t0,
                 "bin_s": self.bin_s,
@@ -106,6 +108,8 @@ class ThroughputState:
     def __init__(self) -> None:
         self.runs: dict[str, RunStats] = {}
         self.metrics: dict[str, dict[str, int]] = {}  # worker -> cumulative counts, never pruned
+        # worker -> rendition -> cumulative files, bytes; never pruned
+        self.outputs: dict[str, dict[str, dict[str, int]]] = {}
 
     def add_batch(self, msg: dict[str, Any]) -> None:
         """Count one BatchEvent (deltas). Malformed events are logged and dropped."""
@@ -115,14 +119,20 @@ class ThroughputState:
             busy, nthreads = max(float(msg.get("busy") or 0.0), 0.0), int(msg.get("nthreads") or 1)
             if not (math.isfinite(t) and math.isfinite(busy)):
                 raise ValueError("non-finite time")
+            written = _renditions(msg)
             run = self._run(str(msg.get("run", "")), t - busy)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             logger.warning("Dropping malformed throughput event %r", msg)
             return
         run.add_batch(worker, nthreads, counts, t, busy)
         cumulative = self.metrics.setdefault(worker, dict.fromkeys(COUNTS, 0))
         for key in COUNTS:
             cumulative[key] += counts[key]
+        for table in (run.outputs, self.outputs.setdefault(worker, {})):
+            for key, (files, size) in written.items():
+                entry = table.setdefault(key, {"files": 0, "bytes": 0})
+                entry["files"] += files
+                entry["bytes"] += size
 
     def add_run_event(self, msg: dict[str, Any]) -> None:
         """Apply one RunEvent: started, discovered (total known) or finished."""
@@ -161,3 +171,9 @@ class ThroughputState:
             "runs": {run_id: run.to_dict() for run_id, run in self.runs.items()},
             "totals": {addr: dict(counts) for addr, counts in self.metrics.items()},
         }
+
+
+def _renditions(msg: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """An event's outputs written: rendition -> (files, bytes); none from older workers."""
+    files, sizes = msg.get("outputs") or {}, msg.get("output_bytes") or {}
+    return {str(key): (int(n), int(sizes.get(key) or 0)) for key, n in files.items()}

@@ -34,6 +34,7 @@ TABLE_COLUMNS = (
     "rate_per_core",
     "ms_per_image",
 )
+OUTPUT_COLUMNS = ("format", "size", "files", "mb_written", "kb_per_file")
 
 
 def _bins(run: dict[str, Any]) -> dict[str, list[float]]:
@@ -87,6 +88,29 @@ def table(run: dict[str, Any]) -> dict[str, list[Any]]:
     return {col: [row[col] for row in rows] for col in TABLE_COLUMNS}
 
 
+def outputs(run: dict[str, Any]) -> dict[str, list[Any]]:
+    """One row per rendition written (format, size): files, MB, mean KB per file.
+
+    Formats in the order jpeg, webp, avif; sizes largest first.
+    """
+    order = {"jpeg": 0, "webp": 1, "avif": 2}
+    rows = []
+    for key, counts in run.get("outputs", {}).items():
+        fmt, _, size = key.partition(" ")
+        files, size_bytes = counts["files"], counts["bytes"]
+        rows.append(
+            {
+                "format": fmt,
+                "size": int(size) if size.isdigit() else 0,
+                "files": files,
+                "mb_written": size_bytes / 1e6,
+                "kb_per_file": size_bytes / 1e3 / files if files else 0.0,
+            }
+        )
+    rows.sort(key=lambda r: (order.get(r["format"], 9), r["format"], -r["size"]))
+    return {col: [row[col] for row in rows] for col in OUTPUT_COLUMNS}
+
+
 def _row(addr: str, w: dict[str, Any]) -> dict[str, Any]:
     images = w["ok"] + w["failed"]
     span = (w["last"] - w["first"]) if w["first"] is not None else 0.0
@@ -119,6 +143,10 @@ def progress(run: dict[str, Any] | None, now: float | None = None) -> str:
     else:
         parts.append(f"{done:,} / ? images")
     parts.append(f"ok {run['ok']:,}, failed {run['failed']:,}, skipped {run['skipped']:,}")
+    written = run.get("outputs", {})
+    if len(written) > 1:  # several renditions: how many files they came to
+        files = sum(v["files"] for v in written.values())
+        parts.append(f"{files:,} files in {len(written)} renditions")
     parts.append(f"elapsed {_clock(elapsed)}")
     if run["state"] == "running" and total and done and elapsed > 0:
         parts.append(f"ETA {_clock(max(total - done, 0) * elapsed / done)}")
