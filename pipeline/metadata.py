@@ -11,11 +11,12 @@
   colour space tag says sRGB. The XMP as it is, without its orientation.
 Colour is always converted to sRGB and no ICC profile is embedded, whatever the policy.
 
-A JPEG holds EXIF and XMP in APP1 segments of at most 64 KiB each, so EXIF and XMP together
-get at most JPEG_BUDGET bytes in a JPEG: beyond that XMP shrinks to its rights fields, then EXIF
-to Artist and Copyright, and the record's warnings say so (a Lightroom export's XMP with its edit
-history is 5-50 KiB: it fits). The pipeline's marker is unaffected: `pipeline.encode` puts the
-comment segment that holds it first. WebP and AVIF outputs get all of it.
+A JPEG holds EXIF and XMP in one APP1 segment of at most 64 KiB each, so each gets at most
+JPEG_BUDGET bytes in a JPEG (a larger XMP comes from PNG, WebP, TIFF or HEIC sources): beyond
+that XMP shrinks to its rights fields, then EXIF to Artist and Copyright, and the record's
+warnings say so (a Lightroom export's XMP with its edit history is 5-50 KiB: it fits). The
+pipeline's marker is unaffected: `pipeline.encode` puts the comment segment that holds it
+first. WebP and AVIF outputs get all of it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pipeline import xmp as xmp_fields
 
 ARTIST, COPYRIGHT, ORIENTATION = 0x013B, 0x8298, 0x0112
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
-#: Bytes of EXIF + XMP payload a JPEG output may carry (see the module's docstring): each must
+#: Bytes of EXIF, and of XMP, a JPEG output may carry (see the module's docstring): each must
 #: fit one APP1 segment (65,533 bytes less its identifier).
 JPEG_BUDGET = 65_000
 #: IFD0 tags that describe the source file's layout or colour, not the picture.
@@ -72,7 +73,7 @@ def capture(im: Image.Image, policy: str, notes: list[str] | None = None) -> Cap
         full_xmp = xmp_fields.upright(raw_xmp, notes)
         full_exif = _encoded(_all_exif(exif), notes) or rights_exif
         found = Captured(full_exif, full_xmp, rights_exif, rights_xmp)
-    if len(found.exif) + len(found.xmp) > JPEG_BUDGET:
+    if max(len(found.exif), len(found.xmp)) > JPEG_BUDGET:
         notes.append("metadata too large for a JPEG header: JPEG outputs keep less of it")
     return found
 
@@ -100,7 +101,7 @@ def _fit_jpeg(captured: Captured) -> tuple[bytes, bytes]:
         (captured.rights_exif, captured.rights_xmp),
         (captured.rights_exif, b""),
     ):
-        if len(exif) + len(xmp) <= JPEG_BUDGET:
+        if max(len(exif), len(xmp)) <= JPEG_BUDGET:
             return exif, xmp
     return b"", b""
 

@@ -90,7 +90,7 @@ def inspect(path: Path, root: Path | None = None) -> tuple[bool, bytes | None]:
     try:
         head = os.read(fd, _HEAD_BYTES)
         found = find_marker(head)
-        if found is None and len(head) == _HEAD_BYTES and _may_hold_marker(head):
+        if found is None and len(head) == _HEAD_BYTES and may_hold_marker(head):
             found = find_marker(head + os.read(fd, MARKER_SPAN - _HEAD_BYTES))
     except OSError:
         return True, None
@@ -136,7 +136,7 @@ def _is_webp_or_avif(head: bytes) -> bool:
     return (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[4:8] == b"ftyp"
 
 
-def _may_hold_marker(head: bytes) -> bool:
+def may_hold_marker(head: bytes) -> bool:
     """A JPEG whose header segments go on past `head`, or a WebP/AVIF: read on for a marker."""
     return head.startswith(b"\xff\xd8") or _is_webp_or_avif(head)
 

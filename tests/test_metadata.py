@@ -132,10 +132,22 @@ def test_all_keeps_exif_and_gps_upright_without_thumbnail_or_maker_note() -> Non
     assert "Orientation" not in xmp
 
 
-def test_a_large_xmp_keeps_the_marker_in_the_head_the_up_to_date_check_reads() -> None:
-    subject = "<dc:subject>" + "tag " * 15000 + "</dc:subject>\n"  # 60 kB, as an editor's
+def test_an_editors_xmp_is_kept_whole_with_the_marker_in_the_head() -> None:
+    subject = "<dc:subject>" + "tag " * 5000 + "</dc:subject>\n"  # 20 kB, as an editor's
     bulky = XMP.replace("<photoshop:Credit>", subject + "<photoshop:Credit>")
-    out, image, notes = convert(phone_jpeg(bulky), "all")  # convert() checks the marker
+    _, image, notes = convert(phone_jpeg(bulky), "all")  # convert() checks the marker
+    xmp = image.info["xmp"].decode()
+    assert "tag tag" in xmp
+    assert "Web use only" in xmp
+    assert not any("too large" in note for note in notes)
+
+
+def test_an_xmp_larger_than_a_jpeg_segment_shrinks_to_its_rights() -> None:
+    subject = "<dc:subject>" + "tag " * 17000 + "</dc:subject>\n"  # 68 kB: over one APP1
+    bulky = XMP.replace("<photoshop:Credit>", subject + "<photoshop:Credit>")
+    stored = quadrants(160, 120).transpose(Image.Transpose.ROTATE_90)
+    webp = encode(stored, "WEBP", exif=camera_exif(), xmp=bulky.encode())  # no limit in WebP
+    out, image, notes = convert(webp, "all")  # convert() checks the marker
     assert image.getexif()[ORIENTATION] == 1
     xmp = image.info["xmp"].decode()
     assert "Web use only" in xmp

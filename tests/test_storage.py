@@ -93,6 +93,19 @@ def test_missing_and_foreign_outputs(make_root: MakeRoot) -> None:
     assert store.inspect("notes.txt") == (True, None)
 
 
+def test_a_marker_behind_a_large_metadata_block_is_still_found(make_root: MakeRoot) -> None:
+    """Kept EXIF can put an AVIF's marker past the first read: stores read on, as far as
+    `outputs.MARKER_SPAN`, for files that may hold one."""
+    store = Store.at(make_root())
+    store.check_writable()
+    data = jpeg()
+    exif = b"\xff\xe1" + (60_002).to_bytes(2, "big") + b"Exif\0\0" + b"\0" * 59_994
+    behind = data[:2] + exif + data[2:]  # SOI, a 60 kB APP1, then the comment with the marker
+    assert outputs.find_marker(behind[:4096]) is None
+    store.write("a.jpg", behind, MARK, "run-1")
+    assert store.inspect("a.jpg") == (True, MARK)
+
+
 def test_rewriting_replaces_the_whole_output_and_its_version(make_root: MakeRoot) -> None:
     store = Store.at(make_root())
     store.check_writable()

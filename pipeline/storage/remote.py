@@ -47,11 +47,19 @@ class ObjectStore(Store):
         return bytes(file_system(self.root).cat_file(self.url(rel)))
 
     def inspect(self, rel: str) -> tuple[bool, bytes | None]:
+        """One ranged GET of the head; a second, longer one only when kept metadata (an AVIF's
+        EXIF, say) may have pushed the marker past it."""
+        fs = file_system(self.root)
         try:
-            head = file_system(self.root).cat_file(self.url(rel), start=0, end=HEAD_BYTES)
+            head = bytes(fs.cat_file(self.url(rel), start=0, end=HEAD_BYTES))
         except FileNotFoundError:
             return False, None
-        return True, outputs.find_marker(bytes(head))
+        found = outputs.find_marker(head)
+        if found is None and len(head) == HEAD_BYTES and outputs.may_hold_marker(head):
+            found = outputs.find_marker(
+                bytes(fs.cat_file(self.url(rel), start=0, end=outputs.MARKER_SPAN))
+            )
+        return True, found
 
     def written_by(self, rel: str, run_id: str, started_ns: int) -> bool:
         """The run id in the object's metadata where the store keeps metadata, else its mtime.
