@@ -65,7 +65,8 @@ def decode_reduced(
     if eighths == 8:
         return im, None
     width, height = im.size
-    drafted = im.draft(None, (width * eighths // 8, height * eighths // 8))
+    # floor, as Pillow's draft picks its scale by integer division; at least 1 px for tiny images
+    drafted = im.draft(None, (max(1, width * eighths // 8), max(1, height * eighths // 8)))
     return im, (drafted[1] if drafted else None)
 
 

@@ -93,6 +93,15 @@ def test_cmyk_goes_through_pillow_draft() -> None:
     assert box == (0, 0, 1500, 1000)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (3, 1), (7, 5)])
+def test_tiny_cmyk_and_grey_jpegs_decode(size: tuple[int, int]) -> None:
+    """Smaller than 8 px a side, the drafted size would round to 0 px."""
+    for mode in ("CMYK", "L"):
+        data = H.encode(Image.new(mode, size), "JPEG")
+        result = transform(data, Settings(max_size=1))
+        assert (result.width, result.height) == (1, 1)
+
+
 def test_truncated_jpeg_gets_pillows_verdict() -> None:
     data = H.encode(H.photo_like(2400, 1600), "JPEG", quality=90)
     with pytest.raises(ImageError, match=r"^truncated JPEG$"):
