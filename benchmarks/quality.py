@@ -34,6 +34,7 @@ def reference(data: bytes, size: int | None = None, fmt: str = "jpeg", **setting
 
     from PIL import Image
 
+    from pipeline import decode as d
     from pipeline import transform as t
     from pipeline.config import Settings
 
@@ -42,7 +43,7 @@ def reference(data: bytes, size: int | None = None, fmt: str = "jpeg", **setting
         **{**settings, "sizes": (size or wanted.largest,), "formats": (fmt,)}  # one size alone
     )
     with (
-        mock.patch.object(t, "_reduced", side_effect=lambda im, data, max_size: (im, None)),
+        mock.patch.object(d, "_reduced", side_effect=lambda im, data, max_size: (im, None)),
         mock.patch.object(t, "_resample_for", return_value=Image.Resampling.LANCZOS),
         mock.patch.object(t, "REDUCING_GAP", None),
     ):

@@ -11,8 +11,9 @@ Architecture (data flows one way):
 - task.py       one partition: read -> transform -> atomic writes -> record; never raises;
                 freshness.py: which outputs of an input are up to date (a marker each)
 - transform.py  pure: encoded bytes + Settings -> every rendition's bytes + facts from one
-                decode (Pillow; jpeg.py: the reduced-scale JPEG decode, libjpeg-turbo through
-                simplejpeg; colour.py: tones, sRGB, alpha; encode.py: JPEG, WebP, AVIF;
+                decode (Pillow; decode.py: open, check the pixel cap, decode; jpeg.py: the
+                reduced-scale JPEG decode, libjpeg-turbo through simplejpeg; colour.py: tones,
+                sRGB, alpha; encode.py: JPEG, WebP, AVIF;
                 heif.py: HEIC inputs through pillow-heif; metadata.py, xmp.py: --keep-metadata)
 - select.py     --include/--exclude glob patterns, applied while discover.py walks
 - storage/      local folders or fsspec URLs; outputs.py: atomic writes, up-to-date marker
