@@ -14,8 +14,8 @@ from conftest import run_cli, save_image
 from dask_procs import DaskProcs, dask_cluster_procs
 from distributed import Client, LocalCluster
 from PIL import Image
-from test_s3 import EXPECTED, S3, upload_inputs
-from test_s3 import s3 as s3  # the module-scoped S3 server fixture
+from s3_server import EXPECTED, S3, upload_inputs
+from s3_server import s3 as s3  # the module-scoped S3 server fixture
 
 import pipeline
 from pipeline.config import RunOptions

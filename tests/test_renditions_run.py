@@ -12,8 +12,8 @@ import pytest
 from conftest import run_cli, save_image
 from distributed import Client, LocalCluster
 from PIL import Image
-from test_s3 import INPUTS, S3, upload_inputs
-from test_s3 import s3 as s3  # the module-scoped S3 server fixture
+from s3_server import INPUTS, S3, upload_inputs
+from s3_server import s3 as s3  # the module-scoped S3 server fixture
 
 import pipeline
 from pipeline.report import RunReport

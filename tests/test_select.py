@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from conftest import run_cli, save_image
 from distributed import Client, LocalCluster
-from test_s3 import S3, upload_inputs
-from test_s3 import s3 as s3  # the module-scoped S3 server fixture
+from s3_server import S3, upload_inputs
+from s3_server import s3 as s3  # the module-scoped S3 server fixture
 
 import pipeline
 from pipeline.config import RunOptions

@@ -16,8 +16,8 @@ import dask.bag as db
 import pytest
 import s3fs
 from PIL import Image
-from test_s3 import S3
-from test_s3 import s3 as s3  # the module-scoped S3 server fixture
+from s3_server import S3
+from s3_server import s3 as s3  # the module-scoped S3 server fixture
 
 from pipeline import outputs, storage
 from pipeline.config import Settings
