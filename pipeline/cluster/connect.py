@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,17 @@ def connected(opts: RunOptions, client: Any = None) -> Iterator[Any]:
 
     with local_client(opts) as local:
         yield local
+
+
+def start_local_early(opts: RunOptions, env: Mapping[str, str]) -> None:
+    """Start the local cluster's fork server now, before Dask is imported, if the run will
+    start a local cluster (no scheduler named by flag or DASK_SCHEDULER_ADDRESS): the command
+    line's start-up. A scheduler named only in a Dask config file leaves it unused."""
+    if opts.scheduler or opts.scheduler_file is not None or env.get("DASK_SCHEDULER_ADDRESS"):
+        return
+    from pipeline.cluster import forkserver
+
+    forkserver.start()
 
 
 def _named_scheduler(opts: RunOptions) -> tuple[str, str] | None:
