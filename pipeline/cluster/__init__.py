@@ -6,6 +6,7 @@
 - local.py    the local cluster: loopback only, TLS with credentials made for the run, one
               single-threaded worker per core, worker tuning, a memory cap, an orderly shutdown,
               Dask's dashboard pages mounted at the first request
+- credentials.py  the local cluster's TLS key and certificate, made for the run
 - forkserver.py  the CLI's local workers forked from a process that imports their modules
               while the CLI starts up
 Importing this package imports no Dask.

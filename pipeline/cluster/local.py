@@ -2,10 +2,10 @@
 
 One single-threaded worker process per core (so "per core" means per worker thread), bound to
 127.0.0.1. Scheduler, workers and client talk TLS with a key and certificate made for this
-cluster and held only in memory (`Security.temporary()`): a client without them, even one of
-the same user on the same machine, is refused before it can send anything, so nobody else can
-run code in the workers (and read their environment, where cloud credentials live) while a run
-or a `--keep-alive` dashboard is up. The dashboard is Dask's own, served over plain HTTP on
+cluster and held only in memory (credentials.py): a client without them, even one of the same
+user on the same machine, is refused before it can send anything, so nobody else can run code
+in the workers (and read their environment, where cloud credentials live) while a run or a
+`--keep-alive` dashboard is up. The dashboard is Dask's own, served over plain HTTP on
 127.0.0.1 (:8787, or a free port when that one is taken) from the start; its Bokeh pages (and
 the throughput page) are mounted by the first request to them, as importing Bokeh would
 otherwise delay the first images (`plumbing.defer_pages`).
@@ -60,7 +60,8 @@ def local_client(opts: RunOptions) -> Iterator[Any]:
 
 def _start_cluster(workers: int, log_level: str | None) -> Any:
     from distributed import LocalCluster
-    from distributed.security import Security
+
+    from pipeline.cluster.credentials import run_security
 
     with warnings.catch_warnings():
         # When :8787 is taken (another cluster's), Dask serves the dashboard on a free port and
@@ -73,7 +74,7 @@ def _start_cluster(workers: int, log_level: str | None) -> Any:
             host=HOST,
             dashboard_address=DASHBOARD_ADDRESS,
             scheduler_kwargs={"dashboard": False},  # its pages: at the first request (below)
-            security=Security.temporary(),
+            security=run_security(),
             memory_limit=local_memory_limit(workers),
             # Dask's messages at the level -v/--log-level asked for (LocalCluster: warnings)
             silence_logs=logging.getLevelName(log_level) if log_level else logging.WARNING,
