@@ -156,11 +156,34 @@ def _cpu_ticks() -> tuple[float, float]:
     return int(fields[4]) / hz, (int(fields[8]) if len(fields) > 8 else 0) / hz
 
 
+def _adopt_orphans() -> None:
+    """Become the reaper of orphaned descendants (Linux), so that the CPU of a process that
+    outlives the command (the CLI's fork server, whose children are the workers) is counted:
+    RUSAGE_CHILDREN holds only what this process reaps itself."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _reap_orphans(timeout: float = 30.0) -> None:
+    """Wait (bounded) for every remaining descendant to exit and reap it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.01)
+
+
 def measure(impl: str, cmd: list[str], images: int, mp: float) -> Run:
     """Run `cmd`; wall time, CPU of the process tree, max VmHWM of any child of the root,
     and the machine's idle and stolen core-seconds meanwhile."""
     import psutil
 
+    _adopt_orphans()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     idle_before, steal_before = _cpu_ticks()
     start = time.perf_counter()
@@ -176,6 +199,7 @@ def measure(impl: str, cmd: list[str], images: int, mp: float) -> Run:
         time.sleep(0.1)
     seconds = time.perf_counter() - start
     _, err = proc.communicate()
+    _reap_orphans()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     idle_after, steal_after = _cpu_ticks()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

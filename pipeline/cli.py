@@ -257,6 +257,9 @@ def _dry_run(opts: RunOptions, *, verbose: int) -> int:
 
 
 def _run(opts: RunOptions, *, quiet: bool, after: _After, progress_every: float = 10.0) -> int:
+    from pipeline.cluster import start_local_early
+
+    start_local_early(opts, os.environ)  # first: its imports overlap this process's own
     from pipeline.runner import run_pipeline
 
     signal.signal(signal.SIGTERM, _interrupt)

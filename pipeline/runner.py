@@ -33,7 +33,6 @@ from functools import partial
 from itertools import chain, islice
 from typing import Any
 
-from pipeline import tuning
 from pipeline.capacity import ClusterThreads
 from pipeline.cluster import connected
 from pipeline.config import RunOptions
@@ -90,7 +89,6 @@ def run_pipeline(
     flights: dict[str, _Flight] = {}
     with connected(opts, client) as dask_client:
         report.dashboard_link = str(getattr(dask_client, "dashboard_link", "") or "")
-        tuning.register(dask_client)
         _log_run(dask_client, report, "started")
         pages = _Once(partial(_show_pages, dask_client, report, on_connect))
         try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,19 @@ def local_config() -> dict[str, Any]:
     }
 
 
+def worker_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables a process that local workers are forked from must start with.
+
+    MALLOC_ENVIRON, where `environ` does not set a variable itself (the precedence a Nanny
+    gives pre-spawn-environ), and PILLOW_BLOCKS_MAX when the malloc that results trims early:
+    forked workers inherit both, and Pillow may be imported before the worker plugin runs.
+    """
+    chosen = {name: environ.get(name, value) for name, value in MALLOC_ENVIRON.items()}
+    if _trims_early(chosen) and _blocks_variable(environ) < PIL_BLOCKS_MAX:
+        chosen[BLOCKS_VARIABLE] = str(PIL_BLOCKS_MAX)
+    return chosen
+
+
 def register(client: Any) -> None:
     """Prepare the client's workers for image work (idempotent).
 
@@ -110,14 +124,15 @@ def apply_in_process(blocks_max: int = PIL_BLOCKS_MAX) -> dict[str, int | bool]:
     return {"pil_blocks_max": wanted, "applied": True}
 
 
-def _blocks_variable() -> int:
-    value = os.environ.get(BLOCKS_VARIABLE, "")
+def _blocks_variable(environ: Mapping[str, str] = os.environ) -> int:
+    value = environ.get(BLOCKS_VARIABLE, "")
     return int(value) if value.isdigit() else 0
 
 
-def _trims_early() -> bool:
-    """Whether this process started with a trim threshold below ours (the Nanny's 65536)."""
-    value = os.environ.get(TRIM_VARIABLE)
+def _trims_early(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether a process with `environ` (this one's by default: the variable is read once, at
+    start) trims freed memory below our threshold (as with the Nanny's 65536)."""
+    value = environ.get(TRIM_VARIABLE)
     if value is None:
         return False
     return not value.isdigit() or int(value) < int(MALLOC_ENVIRON[TRIM_VARIABLE])

@@ -40,7 +40,7 @@ def test_keep_alive_keeps_the_dashboard_until_interrupted(tree: Path, tmp_path: 
         link = lines[0].split("(throughput: ")[1].rstrip(")\n")
         with urllib.request.urlopen(link, timeout=10) as response:
             assert response.status == 200
-        # Dask's own pages, mounted once the first images were sent
+        # Dask's own pages (mounted by the first request to the dashboard)
         with urllib.request.urlopen(link.replace("/throughput", "/status"), timeout=10) as page:
             assert page.status == 200
             assert b"Dask" in page.read()

@@ -209,6 +209,80 @@ def test_local_workers_are_tuned_and_capped(monkeypatch: pytest.MonkeyPatch) -> 
     assert address.startswith("tls://127.0.0.1:")
 
 
+_FORK_SERVER = "from multiprocessing.forkserver import main"
+
+
+def _environ(process: psutil.Process) -> dict[str, str]:
+    """The environment `process` started with (/proc/PID/environ; a forked child shares it)."""
+    return dict(process.environ())
+
+
+def test_cli_workers_are_forked_from_a_server_started_tuned(tree: Path, tmp_path: Path) -> None:
+    """The CLI starts multiprocessing's fork server first, with the workers' malloc settings
+    (read once, when a process starts) in its environment, and forks every worker from it."""
+    env = {k: v for k, v in os.environ.items() if k not in (*PIPELINE_ENV, *tuning.MALLOC_ENVIRON)}
+    argv = [sys.executable, "-m", "pipeline", "run", "--input", str(tree),
+            "--output", str(tmp_path / "out"), "--workers", "2", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, start_new_session=True, text=True)
+    seen: dict[int, tuple[int, str, dict[str, str]]] = {}
+    try:
+        while proc.poll() is None:
+            for p in psutil.process_iter():
+                with contextlib.suppress(psutil.Error, OSError):
+                    if p.pid not in seen and os.getsid(p.pid) == proc.pid != p.pid:
+                        seen[p.pid] = (p.ppid(), " ".join(p.cmdline()), _environ(p))
+            time.sleep(0.02)
+    finally:
+        reap(proc)
+    assert proc.returncode == 0
+    # the server is the run's child; the workers it forks show its command line too
+    servers = [pid for pid, (up, cmd, _) in seen.items() if up == proc.pid and _FORK_SERVER in cmd]
+    assert len(servers) == 1, seen
+    forked = [env for parent, _, env in seen.values() if parent == servers[0]]
+    assert len(forked) >= 2  # the two workers
+    for started in [seen[servers[0]][2], *forked]:
+        assert {k: started.get(k) for k in tuning.MALLOC_ENVIRON} == tuning.MALLOC_ENVIRON
+
+
+_NO_BOKEH_UNTIL_OPENED = """
+import sys, urllib.request
+from pipeline.config import RunOptions
+from pipeline.report import RunReport
+from pipeline.runner import run_pipeline
+
+def opened(client):
+    print("bokeh before:", "bokeh" in sys.modules)
+    with urllib.request.urlopen(report.throughput_link, timeout=30) as page:
+        print("page:", page.status, b"Throughput" in page.read())
+    print("bokeh after:", "bokeh" in sys.modules)
+
+if __name__ == "__main__":
+    report = RunReport(run_id="deferred")
+    opts = RunOptions(input=sys.argv[1], output=sys.argv[2], workers=1)
+    run_pipeline(opts, report=report, on_finish=opened)
+    print("ok:", report.counts["ok"])
+"""
+
+
+def test_a_local_run_imports_no_bokeh_until_its_dashboard_is_opened(
+    tree: Path, tmp_path: Path
+) -> None:
+    """Importing Bokeh and building Dask's pages is ~0.4 s of CPU the first images would wait
+    for: the local cluster mounts the pages at the first request, which they then answer."""
+    script = tmp_path / "deferred.py"
+    script.write_text(_NO_BOKEH_UNTIL_OPENED)
+    env = {k: v for k, v in os.environ.items() if k not in PIPELINE_ENV}
+    argv = [sys.executable, str(script), str(tree), str(tmp_path / "out")]
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "bokeh before: False",
+        "page: 200 True",
+        "bokeh after: True",
+        "ok: 6",
+    ]
+
+
 def test_a_taken_dashboard_port_is_no_warning(tree: Path, tmp_path: Path) -> None:
     """With :8787 taken, the local dashboard gets a free port; the run prints the link it got."""
     with contextlib.ExitStack() as stack:

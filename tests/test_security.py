@@ -22,6 +22,22 @@ from pipeline.config import RunOptions
 from pipeline.runner import run_pipeline
 
 
+def test_local_credentials_are_one_new_p256_key_for_every_role() -> None:
+    """The local cluster's key and certificate: made anew each time, the same for scheduler,
+    workers and client, and the certificate is the only one trusted."""
+    from pipeline.cluster.credentials import run_security
+
+    one, other = run_security(), run_security()
+    assert one.require_encryption
+    key = serialization.load_pem_private_key(one.tls_scheduler_key.encode(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert isinstance(key.curve, ec.SECP256R1)
+    roles = ("client", "scheduler", "worker")
+    assert {getattr(one, f"tls_{role}_key") for role in roles} == {one.tls_scheduler_key}
+    assert {getattr(one, f"tls_{role}_cert") for role in roles} == {one.tls_ca_file}
+    assert one.tls_scheduler_key != other.tls_scheduler_key
+
+
 def listening_addresses() -> set[str]:
     """IP addresses this process and its children listen on (TCP)."""
     me = psutil.Process()

@@ -170,6 +170,23 @@ def test_register_failure_is_a_warning_not_an_error(capsys: pytest.CaptureFixtur
     assert "worker tuning not applied: no plugins here" in capsys.readouterr().err
 
 
+def test_a_fork_servers_environment_is_the_workers_own() -> None:
+    """What a process that local workers are forked from starts with: the malloc settings,
+    the user's own values first (as a Nanny has it), and Pillow's block cache if they trim."""
+    blocks = {tuning.BLOCKS_VARIABLE: str(tuning.PIL_BLOCKS_MAX)}
+    assert tuning.worker_environ({}) == tuning.MALLOC_ENVIRON
+    assert tuning.worker_environ({"MALLOC_ARENA_MAX": "4"})["MALLOC_ARENA_MAX"] == "4"
+    assert tuning.worker_environ({TRIM: "65536"}) == {
+        **tuning.MALLOC_ENVIRON,
+        TRIM: "65536",
+        **blocks,
+    }
+    assert tuning.worker_environ({TRIM: "65536", tuning.BLOCKS_VARIABLE: "64"}) == {
+        **tuning.MALLOC_ENVIRON,
+        TRIM: "65536",
+    }
+
+
 def _apply_in_child(code: str, **env: str) -> list[str]:
     full_env = {k: v for k, v in os.environ.items() if k != tuning.BLOCKS_VARIABLE}
     done = subprocess.run(

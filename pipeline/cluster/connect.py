@@ -18,10 +18,11 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline import tuning
 from pipeline.config import RunOptions
 from pipeline.errors import UsageError
 
@@ -30,23 +31,38 @@ SCHEDULER_FILE_POLL = 0.1  # seconds between looks for a scheduler file not writ
 
 @contextlib.contextmanager
 def connected(opts: RunOptions, client: Any = None) -> Iterator[Any]:
-    """Yield the Client a run uses (see the module docstring for the order)."""
-    if client is not None:
-        yield client
-        return
-    named = _named_scheduler(opts)
-    current = _current_client(named)
-    if current is not None:
-        yield current
-        return
-    if named is not None:
-        with _remote_client(*named, opts) as remote:
-            yield remote
-        return
-    from pipeline.cluster.local import local_client
+    """Yield the Client a run uses (see the module docstring for the order).
 
-    with local_client(opts) as local:
-        yield local
+    Workers the pipeline did not start get its worker tuning (`tuning.register`); those of
+    its own local cluster start with it.
+    """
+    if client is None:
+        named = _named_scheduler(opts)
+        client = _current_client(named)
+        if client is None and named is not None:
+            with _remote_client(*named, opts) as remote:
+                tuning.register(remote)
+                yield remote
+            return
+        if client is None:
+            from pipeline.cluster.local import local_client
+
+            with local_client(opts) as local:
+                yield local
+            return
+    tuning.register(client)
+    yield client
+
+
+def start_local_early(opts: RunOptions, env: Mapping[str, str]) -> None:
+    """Start the local cluster's fork server now, before Dask is imported, if the run will
+    start a local cluster (no scheduler named by flag or DASK_SCHEDULER_ADDRESS): the command
+    line's start-up. A scheduler named only in a Dask config file leaves it unused."""
+    if opts.scheduler or opts.scheduler_file is not None or env.get("DASK_SCHEDULER_ADDRESS"):
+        return
+    from pipeline.cluster import forkserver
+
+    forkserver.start()
 
 
 def _named_scheduler(opts: RunOptions) -> tuple[str, str] | None:

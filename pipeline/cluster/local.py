@@ -2,19 +2,23 @@
 
 One single-threaded worker process per core (so "per core" means per worker thread), bound to
 127.0.0.1. Scheduler, workers and client talk TLS with a key and certificate made for this
-cluster and held only in memory (`Security.temporary()`): a client without them, even one of
-the same user on the same machine, is refused before it can send anything, so nobody else can
-run code in the workers (and read their environment, where cloud credentials live) while a run
-or a `--keep-alive` dashboard is up. The dashboard is Dask's own, served from the start over
-plain HTTP on 127.0.0.1 (:8787, or a free port when that one is taken).
+cluster and held only in memory (credentials.py): a client without them, even one of the same
+user on the same machine, is refused before it can send anything, so nobody else can run code
+in the workers (and read their environment, where cloud credentials live) while a run or a
+`--keep-alive` dashboard is up. The dashboard is Dask's own, served over plain HTTP on
+127.0.0.1 (:8787, or a free port when that one is taken) from the start; its Bokeh pages (and
+the throughput page) are mounted by the first request to them, as importing Bokeh would
+otherwise delay the first images (`plumbing.defer_pages`).
 Workers get the image-work tuning (`tuning.local_config()`, through the Nanny's pre-spawn
-environment) and a memory cap fit for image work.
+environment) and a memory cap fit for image work; the CLI's are forked from a warm process
+(forkserver.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 import warnings
@@ -22,7 +26,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline import tuning
+from pipeline.cluster import forkserver
 from pipeline.config import RunOptions
+
+logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 DASHBOARD_ADDRESS = f"{HOST}:8787"
@@ -44,6 +51,7 @@ def local_client(opts: RunOptions) -> Iterator[Any]:
         _start_cluster(workers, opts.log_level) as cluster,
         Client(cluster) as client,
     ):
+        client.run_on_scheduler(_defer_pages)
         try:
             yield client
         finally:
@@ -51,10 +59,9 @@ def local_client(opts: RunOptions) -> Iterator[Any]:
 
 
 def _start_cluster(workers: int, log_level: str | None) -> Any:
-    import logging
-
     from distributed import LocalCluster
-    from distributed.security import Security
+
+    from pipeline.cluster.credentials import run_security
 
     with warnings.catch_warnings():
         # When :8787 is taken (another cluster's), Dask serves the dashboard on a free port and
@@ -66,11 +73,23 @@ def _start_cluster(workers: int, log_level: str | None) -> Any:
             processes=True,
             host=HOST,
             dashboard_address=DASHBOARD_ADDRESS,
-            security=Security.temporary(),
+            scheduler_kwargs={"dashboard": False},  # its pages: at the first request (below)
+            security=run_security(),
             memory_limit=local_memory_limit(workers),
             # Dask's messages at the level -v/--log-level asked for (LocalCluster: warnings)
             silence_logs=logging.getLevelName(log_level) if log_level else logging.WARNING,
         )
+
+
+def _defer_pages(dask_scheduler: Any) -> None:
+    """On the scheduler: serve Dask's Bokeh pages (and the throughput page) from the first
+    request on, so that importing Bokeh does not delay the first images."""
+    from pipeline.dashboard import plumbing
+
+    try:
+        plumbing.defer_pages(dask_scheduler)
+    except plumbing.PlumbingError:  # loud: the dashboard would show no page at all
+        logger.exception("Dask's dashboard pages are not served")
 
 
 def quiet_heartbeats(client: Any) -> None:
@@ -103,6 +122,7 @@ def local_config() -> dict[str, Any]:
         # one task per single-threaded worker: a dying worker takes no queued neighbour
         "distributed.scheduler.worker-saturation": 1.0,
         **tuning.local_config(),
+        **forkserver.config(),
     }
 
 

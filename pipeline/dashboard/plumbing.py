@@ -17,6 +17,10 @@ suggest mounting a Bokeh application from a scheduler plugin, which is what this
   ends before anyone opens /status would leave it empty. `record_task_stream` installs it
   with the throughput plugin (a deque append per task; the pipeline's tasks are partitions).
 
+- `distributed.dashboard.scheduler.connect` mounts Dask's pages on a scheduler; `defer_pages`
+  calls it at the first request to a scheduler started without them (see there). A route is a
+  tornado `Application` among `applications` whose `find_handler` answers until then.
+
 `problems(scheduler)` checks each of these and names what is missing, so a distributed upgrade
 that moves one is reported loudly (the plugin logs an error; tests/test_dashboard_plumbing.py
 fails) rather than leaving a page silently missing. The look (template, theme, navbar tab) is
@@ -28,6 +32,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+
+from tornado import web
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ def _module_problems() -> list[str]:
     found: list[str] = []
     for module, names in (
         ("distributed.dashboard.core", ("BokehApplication",)),
-        ("distributed.dashboard.scheduler", ("template_variables",)),
+        ("distributed.dashboard.scheduler", ("connect", "template_variables")),
         ("distributed.dashboard.components.scheduler", ("BOKEH_THEME", "env")),
         ("distributed.diagnostics.task_stream", ("TaskStreamPlugin",)),
     ):
@@ -75,18 +81,26 @@ def dask_pages(scheduler: Any) -> Any:
 
 
 def serves(scheduler: Any, path: str) -> bool:
-    """Whether one of the scheduler's HTTP apps serves `path`."""
+    """Whether one of the scheduler's HTTP apps serves `path` (or will, at the first request)."""
     apps = getattr(getattr(scheduler, "http_application", None), "applications", [])
-    return any(path in getattr(app, "app_paths", ()) for app in apps)
+    deferred = _deferred(scheduler)
+    return any(path in getattr(app, "app_paths", ()) for app in apps) or (
+        deferred is not None and not deferred.mounted and path in deferred.pages
+    )
 
 
 def mount(scheduler: Any, path: str, make_doc: Callable[..., None]) -> Any:
     """Serve `make_doc(scheduler, extra, doc)` at `path` beside Dask's pages; return the app.
 
     None when the scheduler serves no dashboard or `path` is served already; `PlumbingError`
-    when distributed has changed under us.
+    when distributed has changed under us. On a scheduler whose pages are deferred
+    (`defer_pages`), the page is mounted with them, at the first request; until then what is
+    returned is a stand-in that `unmount` takes as well.
     """
     _raise_if(_server_problems(scheduler))
+    deferred = _deferred(scheduler)
+    if deferred is not None and not deferred.mounted:
+        return deferred.add(path, make_doc)
     dashboard = dask_pages(scheduler)
     if dashboard is None or serves(scheduler, path):
         return None
@@ -119,6 +133,11 @@ def _raise_if(found: list[str]) -> None:
 
 def unmount(scheduler: Any, app: Any, path: str) -> None:
     """Stop serving `app` (the scheduler is closing) and drop its navbar tab."""
+    if getattr(app, "deferred_page", False):  # a stand-in from `mount` on deferred pages
+        app.cancel()
+        app = app.app  # the page it became at the first request, if any
+        if app is None:
+            return
     app.stop(wait=False)
     applications = scheduler.http_application.applications
     if app in applications:
@@ -177,3 +196,92 @@ def _importable(module: str, name: str) -> bool:
         return hasattr(importlib.import_module(module), name)
     except Exception:
         return False
+
+
+# -- Dask's pages from the first request on -------------------------------------------------------
+
+
+def defer_pages(scheduler: Any, prefix: str = "/") -> None:
+    """Serve Dask's Bokeh pages, and those `mount` is given, once the dashboard is first opened.
+
+    For a scheduler started with its HTTP server but without its Bokeh pages
+    (`Scheduler(dashboard=False, dashboard_address=...)`): importing Bokeh and building Dask's
+    pages takes ~0.4 s of CPU in the scheduler's process, which at the start of a run on a
+    machine whose cores all run workers delays the first images. The first request to any
+    path the plain routes do not serve mounts them all (`connect`, then each page given to
+    `mount`), then redirects to the same URL. Nothing is lost by waiting: the throughput
+    plugin and the task stream record from the start.
+    """
+    _raise_if(_server_problems(scheduler))
+    if dask_pages(scheduler) is None and _deferred(scheduler) is None:
+        scheduler.http_application.add_application(_Deferred(scheduler, prefix))
+
+
+def _deferred(scheduler: Any) -> Any:
+    """The scheduler's deferred pages (`defer_pages`), or None. Found by a marker attribute,
+    not a class: the plugin runs a by-value copy of this module."""
+    apps = getattr(getattr(scheduler, "http_application", None), "applications", [])
+    return next((app for app in apps if getattr(app, "defers_pages", False)), None)
+
+
+class _Deferred(web.Application):
+    """Answers every request with "mount the pages, then ask again", until they are mounted."""
+
+    defers_pages = True
+
+    def __init__(self, scheduler: Any, prefix: str) -> None:
+        super().__init__()
+        self.scheduler, self.prefix = scheduler, prefix
+        self.pages: dict[str, _Page] = {}
+        self.mounted = False
+
+    def find_handler(self, request: Any, **kwargs: Any) -> Any:
+        if self.mounted:  # the mounted apps, after this one, answer
+            return None
+        return self.get_handler_delegate(request, _MountFirst, {"deferred": self})
+
+    def add(self, path: str, make_doc: Callable[..., None]) -> _Page:
+        self.pages[path] = _Page(self, path, make_doc)
+        return self.pages[path]
+
+    def mount_all(self) -> None:
+        """Mount Dask's pages and the pages added (once; on the scheduler's event loop)."""
+        if self.mounted:
+            return
+        _raise_if(_module_problems())
+        from distributed.dashboard.scheduler import connect
+
+        self.mounted = True
+        http = self.scheduler.http_application
+        connect(http, self.scheduler.http_server, self.scheduler, prefix=self.prefix)
+        for page in list(self.pages.values()):
+            page.app = mount(self.scheduler, page.path, page.make_doc)
+
+
+class _Page:
+    """What `mount` returns for a page on deferred pages: `app` once mounted."""
+
+    deferred_page = True
+
+    def __init__(self, deferred: _Deferred, path: str, make_doc: Callable[..., None]) -> None:
+        self.deferred, self.path, self.make_doc = deferred, path, make_doc
+        self.app: Any = None
+
+    def cancel(self) -> None:
+        if self.deferred.pages.get(self.path) is self:
+            del self.deferred.pages[self.path]
+
+
+class _MountFirst(web.RequestHandler):
+    def initialize(self, deferred: _Deferred) -> None:
+        self.deferred = deferred
+
+    def get(self) -> None:
+        try:
+            self.deferred.mount_all()
+        except PlumbingError:
+            logger.exception("Dask's dashboard pages could not be mounted")
+            raise web.HTTPError(500) from None
+        self.redirect(self.request.uri or "/")
+
+    head = get
