@@ -33,9 +33,11 @@ from pipeline import tuning
 PRELOAD = (
     "distributed",
     "pipeline.runner",
+    "pipeline.task",  # the transform and its decoders, encoders and metadata policy
     "simplejpeg",
     *(f"PIL.{name}ImagePlugin" for name in ("Jpeg", "Png", "Bmp", "Gif", "Ppm", "Tiff", "WebP")),
     "PIL.AvifImagePlugin",
+    "pillow_heif",  # HEIC inputs, when the heif extra is installed (a missing one is skipped)
 )
 METHOD_KEY = "distributed.worker.multiprocessing-method"
 
