@@ -31,19 +31,20 @@ def marks(first: str, settings: Settings, size: int, version: str) -> dict[Outpu
 
 def outdated(
     target: Store, wanted: dict[Output, bytes], *, run_id: str, started_ns: int, overwrite: bool
-) -> tuple[list[Output], bool]:
-    """(the outputs to write, whether an earlier attempt of this run wrote any of the others).
+) -> tuple[list[Output], list[Output]]:
+    """(the outputs to write, the others that an earlier attempt of this run already wrote).
 
     An output written by this same run (an earlier attempt) is never redone; with `overwrite`
     every other one is. A file at an output path that the pipeline did not write fails the
     input, before anything is written, unless `overwrite`.
     """
-    todo, ours = [], False
+    todo: list[Output] = []
+    ours: list[Output] = []
     for out, mark in wanted.items():
         exists, found = target.inspect(out.path)
         if found == mark:
             if target.written_by(out.path, run_id, started_ns):
-                ours = True
+                ours.append(out)
                 continue
             if not overwrite:
                 continue

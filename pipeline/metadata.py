@@ -16,7 +16,9 @@ JPEG_BUDGET bytes in a JPEG (a larger XMP comes from PNG, WebP, TIFF or HEIC sou
 that XMP shrinks to its rights fields, then EXIF to Artist and Copyright, and the record's
 warnings say so (a Lightroom export's XMP with its edit history is 5-50 KiB: it fits). The
 pipeline's marker is unaffected: `pipeline.encode` puts the comment segment that holds it
-first. WebP and AVIF outputs get all of it.
+first. AVIF outputs get the same limits: libavif writes the EXIF ahead of the XMP packet that
+holds the marker, which the up-to-date check must find within `outputs.MARKER_SPAN`. WebP
+outputs get all of it (their XMP is moved ahead of the EXIF).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def capture(im: Image.Image, policy: str, notes: list[str] | None = None) -> Cap
         full_exif = _encoded(_all_exif(exif), notes) or rights_exif
         found = Captured(full_exif, full_xmp, rights_exif, rights_xmp)
     if max(len(found.exif), len(found.xmp)) > JPEG_BUDGET:
-        notes.append("metadata too large for a JPEG header: JPEG outputs keep less of it")
+        notes.append("metadata too large for a JPEG header: JPEG and AVIF outputs keep less of it")
     return found
 
 
@@ -83,7 +85,7 @@ def save_options(captured: Captured | None, fmt: str) -> dict[str, Any]:
     if captured is None:
         return {}
     exif, xmp = captured.exif, captured.xmp
-    if fmt == "JPEG":
+    if fmt in ("JPEG", "AVIF"):  # libavif writes the EXIF ahead of the XMP with the marker
         exif, xmp = _fit_jpeg(captured)
     options: dict[str, Any] = {}
     if exif:

@@ -126,6 +126,8 @@ def _can_reach(pattern: _Pattern, names: list[str]) -> bool:
 
 
 def _path_regex(parts: list[str]) -> str:
+    # `**/**` is `**`: collapsed, so that a trailing one never follows another
+    parts = [p for i, p in enumerate(parts) if not (p == "**" and i and parts[i - 1] == "**")]
     out = ""
     for i, part in enumerate(parts):
         last = i == len(parts) - 1

@@ -128,7 +128,7 @@ def _run(job: Job, ctx: TaskContext, record: Record) -> None:
     todo, ours = freshness.outdated(
         target, marks, run_id=ctx.run_id, started_ns=ctx.started_ns, overwrite=ctx.overwrite
     )
-    entries = [freshness.entry(out, out in todo) for out in marks]
+    entries = [freshness.entry(out, out in todo or out in ours) for out in marks]
     record["outputs"] = entries
     if not todo:
         record["status"] = "ok" if ours else "skipped"
@@ -181,11 +181,12 @@ def written_by_run(job: Job, ctx: TaskContext) -> Record | None:
     marks = freshness.marks(job.output, ctx.settings, size, version)
     if any(target.read_marker(out.path) != mark for out, mark in marks.items()):
         return None
-    if not any(target.written_by(out.path, ctx.run_id, ctx.started_ns) for out in marks):
+    ours = [out for out in marks if target.written_by(out.path, ctx.run_id, ctx.started_ns)]
+    if not ours:
         return None
     record = _record(job)
     record["status"], record["bytes_read"] = "ok", size
-    record["outputs"] = [freshness.entry(out, True) for out in marks]
+    record["outputs"] = [freshness.entry(out, out in ours) for out in marks]
     return record
 
 

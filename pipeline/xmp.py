@@ -78,7 +78,8 @@ def upright(packet: bytes, notes: list[str]) -> bytes:
 
 
 def _has_dtd(packet: bytes, notes: list[str]) -> bool:
-    if b"<!DOCTYPE" in packet or b"<!ENTITY" in packet:
+    ascii_only = packet.replace(b"\x00", b"")  # a UTF-16 or UTF-32 packet's markup, as ASCII
+    if b"<!DOCTYPE" in ascii_only or b"<!ENTITY" in ascii_only:
         notes.append("XMP with a DTD not kept")
         return True
     return False

@@ -14,6 +14,7 @@ from PIL import Image
 
 import pipeline
 from pipeline import metadata, outputs
+from pipeline import xmp as xmp_fields
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.transform import transform
@@ -226,3 +227,18 @@ def test_runs_keep_the_fields_and_stay_up_to_date(tmp_path: Path) -> None:
                   "1", "--keep-metadata", "all", report=tmp_path / "r.json")  # fmt: skip
     assert cli.code == 0, cli.stderr
     assert exif_of(tmp_path / "cli" / "tram.jpg").get_ifd(GPS_IFD)[1] == "N"
+
+
+def test_avif_outputs_keep_their_marker_within_reach_of_the_up_to_date_check() -> None:
+    """libavif writes the EXIF ahead of the XMP that holds the marker: AVIF gets JPEG's limits."""
+    captured = metadata.Captured(exif=b"E" * 300_000, rights_exif=b"R")
+    assert metadata.save_options(captured, "AVIF") == {"exif": b"R"}
+    assert metadata.save_options(captured, "WEBP") == {"exif": b"E" * 300_000}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le", "utf-16-be", "utf-32"])
+def test_xmp_with_a_dtd_is_never_kept_in_any_encoding(encoding: str) -> None:
+    packet = XMP.replace("<x:xmpmeta", '<!DOCTYPE x [<!ENTITY e "boom">]><x:xmpmeta', 1)
+    notes: list[str] = []
+    assert xmp_fields.upright(packet.encode(encoding), notes) == b""
+    assert notes == ["XMP with a DTD not kept"]

@@ -20,7 +20,7 @@ from pipeline import outputs
 from pipeline.config import Settings, parse_formats, parse_sizes
 from pipeline.discover import Job, Naming, output_names
 from pipeline.errors import UsageError
-from pipeline.task import TaskContext, process_job
+from pipeline.task import TaskContext, process_job, written_by_run
 from pipeline.transform import transform
 
 PHOTOS = Path(__file__).parent / "data" / "photos"
@@ -189,6 +189,34 @@ def test_adding_a_size_writes_only_the_new_files(tmp_path: Path) -> None:
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name in stamps} == stamps
     time.sleep(0.05)  # a later run: past storage.FS_CLOCK_SLACK_NS
     assert process_job(job, context(tmp_path, more, "four"))["status"] == "skipped"
+
+
+def test_outputs_written_by_an_earlier_attempt_of_the_run_are_reported_written(
+    tmp_path: Path,
+) -> None:
+    """A partition retried after its worker died finds its own outputs: written, not skipped;
+    after an interrupt, only the outputs this run wrote count as written."""
+    save_image(tmp_path / "in" / "a.png", (900, 600))
+    job = Job("a.png", "a.jpg")
+    one = Settings(sizes=(800,), formats=("jpeg",))
+    assert process_job(job, context(tmp_path, one, "earlier"))["status"] == "ok"
+    time.sleep(0.05)  # a later run: past storage.FS_CLOCK_SLACK_NS
+    both = Settings(sizes=(800,), formats=("jpeg", "webp"))
+    ctx = context(tmp_path, both, "now")
+    first = process_job(job, ctx)
+    assert [(o["path"], o["status"]) for o in first["outputs"] or []] == [
+        ("a.jpg", "skipped"), ("a.webp", "written")
+    ]  # fmt: skip
+    retried = process_job(job, ctx)  # the same run again: nothing to do, its own file found
+    assert (retried["status"], retried.get("resumed")) == ("ok", True)
+    assert [(o["path"], o["status"]) for o in retried["outputs"] or []] == [
+        ("a.jpg", "skipped"), ("a.webp", "written")
+    ]  # fmt: skip
+    found = written_by_run(job, ctx)
+    assert found is not None
+    assert [(o["path"], o["status"]) for o in found["outputs"] or []] == [
+        ("a.jpg", "skipped"), ("a.webp", "written")
+    ]  # fmt: skip
 
 
 def test_a_foreign_file_at_any_output_name_fails_the_input(tmp_path: Path) -> None:

@@ -62,6 +62,10 @@ def chosen(include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list
         # `**` in the middle: any number of folders, none included
         (("2024/**/*.heic",), (), ["e.heic"]),
         (("raw/**/*",), (), ["b.jpg", "c.png"]),
+        # `**` alone, or twice in a row, is everything below
+        ((), ("**",), []),
+        (("**",), (), ALL),
+        ((), ("raw/**/**",), ["a.jpg", "IMG_0001.JPG", "d.jpg", "e.heic", "f.webp", "g.jpg"]),
         # sets, alternatives, `?`; exclude wins over include
         (("*.{heic,webp}",), (), ["e.heic", "f.webp"]),
         (("202[!4]/*",), (), ["g.jpg"]),
