@@ -28,13 +28,14 @@ import hashlib
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 MARKER_PREFIX = b"pipeline "
 TEMP_PREFIX = ".pipeline-"
 TEMP_SUFFIX = ".tmp"
-_HEAD_BYTES = 4096
+#: What an up-to-date check reads first: an output's first headers, where its marker is.
+HEAD_BYTES = 4096
 #: How far into a file a marker may lie: behind at most a kept EXIF and XMP block (64 KiB each).
 MARKER_SPAN = 1 << 18
 _XMP_START = b"<!--" + MARKER_PREFIX
@@ -88,10 +89,7 @@ def inspect(path: Path, root: Path | None = None) -> tuple[bool, bytes | None]:
     if fd is None:
         return True, None
     try:
-        head = os.read(fd, _HEAD_BYTES)
-        found = find_marker(head)
-        if found is None and len(head) == _HEAD_BYTES and may_hold_marker(head):
-            found = find_marker(head + os.read(fd, MARKER_SPAN - _HEAD_BYTES))
+        found = marker_of(lambda start, end: os.pread(fd, end - start, start))
     except OSError:
         return True, None
     finally:
@@ -109,6 +107,17 @@ def _open_entry(folder: int, name: str) -> int | None:
         if exc.errno in (errno.ELOOP, errno.EISDIR, errno.EACCES, errno.EPERM):
             return None
         raise
+
+
+def marker_of(read: Callable[[int, int], bytes]) -> bytes | None:
+    """The pipeline marker of a file read through `read(start, end)`, or None: one read of its
+    head, and a second one up to MARKER_SPAN only when kept metadata may have pushed the marker
+    past the head (a JPEG whose header segments go on, a WebP or AVIF)."""
+    head = read(0, HEAD_BYTES)
+    found = find_marker(head)
+    if found is None and len(head) == HEAD_BYTES and _may_hold_marker(head):
+        found = find_marker(head + read(HEAD_BYTES, MARKER_SPAN))
+    return found
 
 
 def find_marker(head: bytes) -> bytes | None:
@@ -136,7 +145,7 @@ def _is_webp_or_avif(head: bytes) -> bool:
     return (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[4:8] == b"ftyp"
 
 
-def may_hold_marker(head: bytes) -> bool:
+def _may_hold_marker(head: bytes) -> bool:
     """A JPEG whose header segments go on past `head`, or a WebP/AVIF: read on for a marker."""
     return head.startswith(b"\xff\xd8") or _is_webp_or_avif(head)
 

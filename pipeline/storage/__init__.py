@@ -16,11 +16,10 @@ settings and source (`outputs.marker`); objects also get it as user metadata.
 
 from pipeline.storage.base import Entry, Store, as_location, check_locations, is_url
 from pipeline.storage.local import FS_CLOCK_SLACK_NS, LocalStore
-from pipeline.storage.remote import HEAD_BYTES, RUN_METADATA, ObjectStore, content_type
+from pipeline.storage.remote import RUN_METADATA, ObjectStore, content_type
 
 __all__ = [
     "FS_CLOCK_SLACK_NS",
-    "HEAD_BYTES",
     "RUN_METADATA",
     "Entry",
     "LocalStore",

@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 from pipeline import outputs
 from pipeline.storage.base import Entry, Store
 
-HEAD_BYTES = 4096  # enough for an output's first headers, where its marker is
 RUN_METADATA = "pipeline-run"  # object metadata: the run that wrote it
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",
@@ -47,18 +46,14 @@ class ObjectStore(Store):
         return bytes(file_system(self.root).cat_file(self.url(rel)))
 
     def inspect(self, rel: str) -> tuple[bool, bytes | None]:
-        """One ranged GET of the head; a second, longer one only when kept metadata (an AVIF's
-        EXIF, say) may have pushed the marker past it."""
-        fs = file_system(self.root)
+        """Ranged GETs: the head, and more only when the marker may lie past it."""
+        fs, url = file_system(self.root), self.url(rel)
         try:
-            head = bytes(fs.cat_file(self.url(rel), start=0, end=HEAD_BYTES))
+            found = outputs.marker_of(
+                lambda start, end: bytes(fs.cat_file(url, start=start, end=end))
+            )
         except FileNotFoundError:
             return False, None
-        found = outputs.find_marker(head)
-        if found is None and len(head) == HEAD_BYTES and outputs.may_hold_marker(head):
-            found = outputs.find_marker(
-                bytes(fs.cat_file(self.url(rel), start=0, end=outputs.MARKER_SPAN))
-            )
         return True, found
 
     def written_by(self, rel: str, run_id: str, started_ns: int) -> bool:
