@@ -19,7 +19,7 @@ class Output(TypedDict):
     size: int  # the size asked for (--sizes); `width`/`height` are what it came to
     width: int | None  # None when it was up to date and left alone
     height: int | None
-    bytes: int | None  # None when it was up to date and left alone
+    bytes: int | None  # None when this attempt did not write it (up to date, or an earlier one's)
     status: str  # "written" or "skipped" (up to date)
 
 

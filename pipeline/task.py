@@ -150,12 +150,12 @@ def _run(job: Job, ctx: TaskContext, record: Record) -> None:
     dims = result.dimensions or {}
     for entry in entries:
         entry["width"], entry["height"] = dims.get(entry["size"], (None, None))
-        if entry["status"] == "written":
-            entry["bytes"] = len(done[entry["size"], entry["format"]].data)
+        made = done.get((entry["size"], entry["format"]))  # None: not written by this attempt
+        entry["bytes"] = None if made is None else len(made.data)
     record["status"] = "ok"
     record["warnings"] = list(result.warnings)
     record["bytes_read"] = size
-    record["bytes_written"] = sum(len(done[o.size, o.format].data) for o in todo)
+    record["bytes_written"] = sum(len(r.data) for r in result.renditions)
     record["width"], record["height"] = dims.get(ctx.settings.largest, (None, None))
 
 

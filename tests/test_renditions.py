@@ -3,6 +3,7 @@ every format, per-output up-to-date checks, and the quality of every rendition."
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import statistics
 import sys
@@ -217,6 +218,22 @@ def test_outputs_written_by_an_earlier_attempt_of_the_run_are_reported_written(
     assert [(o["path"], o["status"]) for o in found["outputs"] or []] == [
         ("a.jpg", "skipped"), ("a.webp", "written")
     ]  # fmt: skip
+
+
+def test_a_retry_makes_what_an_earlier_attempt_left_undone(tmp_path: Path) -> None:
+    """A worker died between two outputs of an input: the retry writes the missing one and
+    reports both written, the earlier attempt's without bytes it did not count itself."""
+    save_image(tmp_path / "in" / "a.png", (900, 600))
+    job = Job("a.png", "a.jpg")
+    ctx = context(tmp_path, Settings(sizes=(800,), formats=("jpeg", "webp")), "now")
+    earlier = dataclasses.replace(ctx, settings=Settings(sizes=(800,), formats=("jpeg",)))
+    assert process_job(job, earlier)["status"] == "ok"  # only a.jpg, as far as it got
+    record = process_job(job, ctx)
+    assert record["status"] == "ok", record
+    assert [(o["path"], o["status"], o["bytes"] is None) for o in record["outputs"] or []] == [
+        ("a.jpg", "written", True), ("a.webp", "written", False)
+    ]  # fmt: skip
+    assert record["bytes_written"] == (tmp_path / "out" / "a.webp").stat().st_size
 
 
 def test_a_foreign_file_at_any_output_name_fails_the_input(tmp_path: Path) -> None:
