@@ -12,7 +12,7 @@
 Colour is always converted to sRGB and no ICC profile is embedded, whatever the policy.
 
 A JPEG holds EXIF and XMP in one APP1 segment of at most 64 KiB each, so each gets at most
-JPEG_BUDGET bytes in a JPEG (a larger XMP comes from PNG, WebP, TIFF or HEIC sources): beyond
+SEGMENT_BUDGET bytes in a JPEG (a larger XMP comes from PNG, WebP, TIFF or HEIC sources): beyond
 that XMP shrinks to its rights fields, then EXIF to Artist and Copyright, and the record's
 warnings say so (a Lightroom export's XMP with its edit history is 5-50 KiB: it fits). The
 pipeline's marker is unaffected: `pipeline.encode` puts the comment segment that holds it
@@ -32,9 +32,9 @@ from pipeline import xmp as xmp_fields
 
 ARTIST, COPYRIGHT, ORIENTATION = 0x013B, 0x8298, 0x0112
 EXIF_IFD, GPS_IFD = 0x8769, 0x8825
-#: Bytes of EXIF, and of XMP, a JPEG output may carry (see the module's docstring): each must
-#: fit one APP1 segment (65,533 bytes less its identifier).
-JPEG_BUDGET = 65_000
+#: Bytes of EXIF, and of XMP, a JPEG or AVIF output may carry (see the module's docstring): each
+#: must fit one JPEG APP1 segment (65,533 bytes less its identifier).
+SEGMENT_BUDGET = 65_000
 #: IFD0 tags that describe the source file's layout or colour, not the picture.
 _LAYOUT_TAGS = frozenset(
     {0x00FE, 0x0100, 0x0101, 0x0102, 0x0103, 0x0106, 0x010A, 0x0111, 0x0115, 0x0116, 0x0117}
@@ -75,7 +75,7 @@ def capture(im: Image.Image, policy: str, notes: list[str] | None = None) -> Cap
         full_xmp = xmp_fields.upright(raw_xmp, notes)
         full_exif = _encoded(_all_exif(exif), notes) or rights_exif
         found = Captured(full_exif, full_xmp, rights_exif, rights_xmp)
-    if max(len(found.exif), len(found.xmp)) > JPEG_BUDGET:
+    if max(len(found.exif), len(found.xmp)) > SEGMENT_BUDGET:
         notes.append("metadata too large for a JPEG header: JPEG and AVIF outputs keep less of it")
     return found
 
@@ -86,7 +86,7 @@ def save_options(captured: Captured | None, fmt: str) -> dict[str, Any]:
         return {}
     exif, xmp = captured.exif, captured.xmp
     if fmt in ("JPEG", "AVIF"):  # libavif writes the EXIF ahead of the XMP with the marker
-        exif, xmp = _fit_jpeg(captured)
+        exif, xmp = _fit_segments(captured)
     options: dict[str, Any] = {}
     if exif:
         options["exif"] = exif
@@ -95,15 +95,15 @@ def save_options(captured: Captured | None, fmt: str) -> dict[str, Any]:
     return options
 
 
-def _fit_jpeg(captured: Captured) -> tuple[bytes, bytes]:
-    """The most of `captured` that fits JPEG_BUDGET, dropping XMP's extras first."""
+def _fit_segments(captured: Captured) -> tuple[bytes, bytes]:
+    """The most of `captured` that fits SEGMENT_BUDGET, dropping XMP's extras first."""
     for exif, xmp in (
         (captured.exif, captured.xmp),
         (captured.exif, captured.rights_xmp),
         (captured.rights_exif, captured.rights_xmp),
         (captured.rights_exif, b""),
     ):
-        if max(len(exif), len(xmp)) <= JPEG_BUDGET:
+        if max(len(exif), len(xmp)) <= SEGMENT_BUDGET:
             return exif, xmp
     return b"", b""
 
