@@ -38,6 +38,11 @@ TEMP_SUFFIX = ".tmp"
 HEAD_BYTES = 4096
 #: How far into a file a marker may lie: behind at most a kept EXIF and XMP block (64 KiB each).
 MARKER_SPAN = 1 << 18
+#: The extended attribute that names the run which wrote an output, where the file system keeps
+#: them: a retried partition tells its own outputs from an earlier run's exactly, however soon
+#: one run follows another. The marker cannot hold it: an output's bytes depend only on its
+#: source and settings.
+RUN_ATTRIBUTE = "user.pipeline.run"
 _XMP_START = b"<!--" + MARKER_PREFIX
 #: The XMP packet that carries a marker when the output has no XMP of its own.
 _EMPTY_XMP = (
@@ -159,22 +164,46 @@ def modified_ns(path: Path, root: Path | None = None) -> int | None:
         return None
 
 
-def write_atomic(path: Path, data: bytes, root: Path | None = None) -> None:
+def run_of(path: Path, root: Path | None = None) -> str | None:
+    """The run id kept with the file at `path` (`RUN_ATTRIBUTE`), without following links.
+
+    "" when it has none (or there is no file); None when the file system keeps no extended
+    attributes, so that only the file's mtime can tell (`modified_ns`).
+    """
+    if not hasattr(os, "getxattr"):  # not Linux
+        return None
+    try:
+        with _folder(path, root, create=False) as folder:
+            fd = _open_entry(folder, path.name)
+    except OSError:
+        return ""
+    if fd is None:
+        return ""
+    try:
+        return os.getxattr(fd, RUN_ATTRIBUTE).decode(errors="replace")
+    except OSError as exc:
+        return None if exc.errno == errno.EOPNOTSUPP else ""  # ENODATA: written by no run
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, root: Path | None = None, run_id: str = "") -> None:
     """Write `data` to `path` so that `path` is either absent, its old content, or complete.
 
-    With `root`, the folders between `root` and `path` are created or entered without following
+    `run_id` is kept with the file where the file system allows (`RUN_ATTRIBUTE`). With
+    `root`, the folders between `root` and `path` are created or entered without following
     symbolic links; without it, `path`'s own folder is the root. An entry at `path` is replaced
     (a symbolic link itself, never what it points to).
     """
     with _folder(path, root, create=True) as folder:
         name = path.name
         _remove_stale_temps(folder, name)
-        if _mode(folder, name) is None and _write_linked(folder, name, data):
+        if _mode(folder, name) is None and _write_linked(folder, name, data, run_id):
             return
         temp = f"{_temp_stem(folder, name)}{secrets.token_hex(4)}{TEMP_SUFFIX}"
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            _write_file(folder, temp, data, flags)
+            _write_file(folder, temp, data, flags, run_id)
             os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -253,7 +282,7 @@ def _remove_stale_temps(folder: int, name: str) -> None:
                     os.unlink(entry.name, dir_fd=folder)
 
 
-def _write_linked(folder: int, name: str, data: bytes) -> bool:
+def _write_linked(folder: int, name: str, data: bytes, run_id: str) -> bool:
     """Write through an anonymous O_TMPFILE inode and link it in; False when unsupported."""
     flag = getattr(os, "O_TMPFILE", 0)
     if not flag:
@@ -266,6 +295,7 @@ def _write_linked(folder: int, name: str, data: bytes) -> bool:
         raise
     try:
         _write_all(fd, data)
+        _tag(fd, run_id)
         try:
             os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder)
         except FileExistsError:
@@ -279,10 +309,11 @@ def _write_linked(folder: int, name: str, data: bytes) -> bool:
         os.close(fd)
 
 
-def _write_file(folder: int, name: str, data: bytes, flags: int) -> None:
+def _write_file(folder: int, name: str, data: bytes, flags: int, run_id: str) -> None:
     fd = os.open(name, flags, 0o666, dir_fd=folder)
     try:
         _write_all(fd, data)
+        _tag(fd, run_id)
     finally:
         os.close(fd)
 
@@ -291,3 +322,10 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _tag(fd: int, run_id: str) -> None:
+    """Keep `run_id` with the file (before it gets its name, so it never shows without it)."""
+    if run_id and hasattr(os, "setxattr"):
+        with contextlib.suppress(OSError):  # not kept on this file system: its mtime tells
+            os.setxattr(fd, RUN_ATTRIBUTE, run_id.encode())

@@ -46,7 +46,7 @@ class TaskContext:
     output_root: str
     settings: Settings
     run_id: str
-    started_ns: int  # the run's start (time.time_ns()): outputs newer than this are its own
+    started_ns: int  # the run's start (time.time_ns()), for stores that cannot keep the run id
     overwrite: bool = False
     timeout: float = DEFAULT_TIMEOUT
     follow_symlinks: bool = False  # read input links that lead outside the input folder

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ import cloudpickle
 import dask.bag as db
 import pytest
 import s3fs
+from conftest import require_root
 from PIL import Image
 from s3_server import S3
 from s3_server import s3 as s3  # the module-scoped S3 server fixture
@@ -127,6 +129,19 @@ def test_written_by_tells_this_run_from_another(make_root: MakeRoot) -> None:
     assert store.written_by("a.jpg", "run-1", started)
     later = time.time_ns() + 10 * 1_000_000_000  # a run that started after the write
     assert not store.written_by("a.jpg", "run-2", later)
+
+
+def test_a_run_that_follows_another_at_once_does_not_take_its_outputs(
+    make_root: MakeRoot,
+) -> None:
+    """A notebook's rerun starts a few milliseconds after the run before it ends, well within
+    the file clock's slack: that run's outputs are still not the new run's own."""
+    store = Store.at(make_root())
+    store.check_writable()
+    store.write("a.jpg", jpeg(), MARK, "run-1")
+    started = time.time_ns()
+    assert not store.written_by("a.jpg", "run-2", started)
+    assert store.written_by("a.jpg", "run-1", started)
 
 
 def test_stores_are_small_picklable_and_found_again_by_root(make_root: MakeRoot) -> None:
@@ -270,3 +285,40 @@ def test_confined_reads_refuse_links_out_of_the_root(tmp_path: Path) -> None:
     with pytest.raises(ImageError):
         store.identity("leak.jpg")
     assert Store.at(root).read("leak.jpg") == b"private"  # --follow-symlinks
+
+
+# -- the run id kept with a local file --------------------------------------------------------
+
+
+def test_a_local_output_keeps_the_id_of_the_run_that_wrote_it_last(tmp_path: Path) -> None:
+    store = Store.at(tmp_path / "out")
+    store.write("s/a.jpg", jpeg(), MARK, "run-1")  # a new file: linked in from O_TMPFILE
+    assert outputs.run_of(tmp_path / "out" / "s" / "a.jpg") == "run-1"
+    store.write("s/a.jpg", jpeg(seed=9), MARK, "run-2")  # replaced: a renamed temp file
+    assert outputs.run_of(tmp_path / "out" / "s" / "a.jpg") == "run-2"
+    (tmp_path / "out" / "b.jpg").write_bytes(jpeg())  # a copy the pipeline did not write
+    assert outputs.run_of(tmp_path / "out" / "b.jpg") == ""
+    assert not store.written_by("b.jpg", "run-2", 0)
+    assert outputs.run_of(tmp_path / "out" / "none.jpg") == ""
+
+
+@pytest.fixture
+def without_xattrs(tmp_path: Path) -> Iterator[Path]:
+    """A fresh ramfs: a file system that keeps no extended attributes."""
+    require_root("mounting a ramfs")
+    folder = tmp_path / "ramfs"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "ramfs", "ramfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
+
+
+def test_where_no_run_id_can_be_kept_the_mtime_tells(without_xattrs: Path) -> None:
+    store = Store.at(without_xattrs / "out")
+    started = time.time_ns()
+    store.write("a.jpg", jpeg(), MARK, "run-1")
+    assert outputs.run_of(without_xattrs / "out" / "a.jpg") is None
+    assert store.written_by("a.jpg", "run-1", started)
+    assert not store.written_by("a.jpg", "run-2", time.time_ns() + storage.FS_CLOCK_SLACK_NS + 1)

@@ -41,20 +41,25 @@ class LocalStore(Store):
         return outputs.inspect(*self._output(rel))
 
     def written_by(self, rel: str, run_id: str, started_ns: int) -> bool:
-        """Modified since the run started.
+        """The run id kept with the file (`outputs.RUN_ATTRIBUTE`), else its mtime.
 
-        The kernel stamps files from its coarse clock, which lags `time.time_ns()` by up to
-        one timer tick, so a file written just after the start can carry an earlier time:
-        FS_CLOCK_SLACK_NS allows for it (far less than any run takes to start, so an earlier
-        run's output is never taken for this one's).
+        Where the file system keeps no extended attributes, a file modified since the run
+        started is taken for its own. The kernel stamps files from its coarse clock, which lags
+        `time.time_ns()` by up to one timer tick, so a file written just after the start can
+        carry an earlier time: FS_CLOCK_SLACK_NS allows for it. There, an output that an
+        earlier run wrote in the last moments before this one started counts as this run's.
         """
-        modified = outputs.modified_ns(*self._output(rel))
+        path, root = self._output(rel)
+        tag = outputs.run_of(path, root)
+        if tag is not None:
+            return tag == run_id
+        modified = outputs.modified_ns(path, root)
         return modified is not None and modified >= started_ns - FS_CLOCK_SLACK_NS
 
     def write(self, rel: str, data: bytes, marker: bytes, run_id: str = "") -> None:
-        # the marker is inside `data`; a folder keeps no run id (mtimes tell `written_by`)
+        # the marker is inside `data`; the run id goes with the file where it can
         path, root = self._output(rel)
-        outputs.write_atomic(path, data, root)
+        outputs.write_atomic(path, data, root, run_id)
 
     def check_writable(self) -> None:
         import tempfile  # here: the CLI's start-up does not need it
