@@ -112,7 +112,7 @@ def process_job(job: Job, ctx: TaskContext) -> Record:
         _run(job, ctx, record)
     except Exception as exc:
         record["status"], record["error"], record["output"] = "failed", describe(exc), None
-        record["outputs"] = None
+        record["outputs"] = record["outputs"] or None  # those complete on disk (`_run`)
         if isinstance(exc, TimedOut):
             record["abandoned"] = True
         if isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRORS:
@@ -129,7 +129,9 @@ def _run(job: Job, ctx: TaskContext, record: Record) -> None:
         target, marks, run_id=ctx.run_id, started_ns=ctx.started_ns, overwrite=ctx.overwrite
     )
     entries = [freshness.entry(out, out in todo or out in ours) for out in marks]
-    record["outputs"] = entries
+    unwritten = {out.path for out in todo}
+    # until the last write is done, the record lists only the outputs complete on disk
+    record["outputs"] = [e for e in entries if e["path"] not in unwritten]
     if not todo:
         record["status"] = "ok" if ours else "skipped"
         if ours:
@@ -141,21 +143,23 @@ def _run(job: Job, ctx: TaskContext, record: Record) -> None:
     result = _with_timeout(
         lambda: _read_and_transform(source, job.input, ctx.settings, wanted), ctx.timeout
     )
-    write_started = time.perf_counter()
-    done = {(r.size, r.format): r for r in result.renditions}
-    for out in todo:
-        _write(target, out.path, done[out.size, out.format].data, marks[out], ctx.run_id)
-    timings = dict(result.timings, write=time.perf_counter() - write_started)
-    telemetry.record_stages(timings)
+    record["warnings"] = list(result.warnings)
+    record["bytes_read"] = size
     dims = result.dimensions or {}
+    done = {(r.size, r.format): r for r in result.renditions}
     for entry in entries:
         entry["width"], entry["height"] = dims.get(entry["size"], (None, None))
         made = done.get((entry["size"], entry["format"]))  # None: not written by this attempt
         entry["bytes"] = None if made is None else len(made.data)
+    write_started = time.perf_counter()
+    for out in todo:
+        data = done[out.size, out.format].data
+        _write(target, out.path, data, marks[out], ctx.run_id)
+        unwritten.discard(out.path)
+        record["outputs"] = [e for e in entries if e["path"] not in unwritten]
+        record["bytes_written"] += len(data)
+    telemetry.record_stages(dict(result.timings, write=time.perf_counter() - write_started))
     record["status"] = "ok"
-    record["warnings"] = list(result.warnings)
-    record["bytes_read"] = size
-    record["bytes_written"] = sum(len(r.data) for r in result.renditions)
     record["width"], record["height"] = dims.get(ctx.settings.largest, (None, None))
 
 

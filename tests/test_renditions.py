@@ -234,6 +234,26 @@ def test_a_retry_makes_what_an_earlier_attempt_left_undone(tmp_path: Path) -> No
     assert record["bytes_written"] == (tmp_path / "out" / "a.webp").stat().st_size
 
 
+def test_an_input_that_fails_between_outputs_reports_those_complete_on_disk(
+    tmp_path: Path,
+) -> None:
+    """The second output cannot be written (a folder is in its way, even with --overwrite):
+    the input fails, and its record lists the first output, which is complete on disk."""
+    save_image(tmp_path / "in" / "a.png", (900, 600))
+    (tmp_path / "out" / "a-200.jpg").mkdir(parents=True)
+    ctx = context(tmp_path, Settings(sizes=(800, 200), formats=("jpeg",)))
+    record = process_job(Job("a.png", "a.jpg"), dataclasses.replace(ctx, overwrite=True))
+    assert record["status"] == "failed", record
+    assert "cannot write output" in (record["error"] or "")
+    first = tmp_path / "out" / "a.jpg"
+    assert [(o["path"], o["status"], o["width"], o["bytes"]) for o in record["outputs"] or []] == [
+        ("a.jpg", "written", 800, first.stat().st_size)
+    ]
+    assert record["bytes_written"] == first.stat().st_size
+    with Image.open(first) as im:
+        im.load()
+
+
 def test_a_foreign_file_at_any_output_name_fails_the_input(tmp_path: Path) -> None:
     save_image(tmp_path / "in" / "a.png", (300, 200))
     (tmp_path / "out").mkdir()
