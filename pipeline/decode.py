@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from pipeline import heif, jpeg, metadata
+from pipeline import cicp, heif, jpeg, metadata
 from pipeline.config import Settings
 from pipeline.errors import ImageError
 
@@ -103,11 +103,22 @@ def decode(data: bytes, settings: Settings, notes: list[str]) -> tuple[Image.Ima
     except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, zlib.error, ...
         raise ImageError(_decode_reason(exc, fmt)) from None
     target = fit_size(*upright(size, orientation), settings.largest)
-    icc = im.info.get("icc_profile") or None
+    icc = im.info.get("icc_profile") or _coded_colour(im, notes)
     # Pillow's TIFF reader applies the orientation itself while loading (and reports the upright
     # size from the start), so the TIFF pixels we get are already upright.
     pending = 1 if fmt == "TIFF" else orientation
     return im, Source(fmt, mode, size, orientation, pending, target, box, icc, meta)
+
+
+def _coded_colour(im: Image.Image, notes: list[str]) -> bytes | None:
+    """The ICC profile of colour given by code points (a HEIC's nclx box), if not sRGB's."""
+    nclx = im.info.get("nclx_profile")
+    if not nclx:
+        return None
+    found = cicp.note(nclx)
+    if found:
+        notes.append(found)
+    return cicp.profile(nclx) if im.mode in ("RGB", "RGBA") else None
 
 
 def _hand_pixel_limit_to_us() -> None:

@@ -14,7 +14,8 @@ What pillow-heif's Pillow plugin does, and why the transform needs nothing speci
 - 10- and 12-bit colour arrives as 8-bit RGB/RGBA (the plugin decodes with
   `convert_hdr_to_8bit`), 16-bit grey as `I;16`: modes the transform's tone step handles.
 - The ICC profile (`prof`, e.g. an iPhone's Display P3) is in `info["icc_profile"]` as for
-  every other format, so colour is converted to sRGB the usual way.
+  every other format, so colour is converted to sRGB the usual way. Colour given only by code
+  points (an `nclx` box, in `info["nclx_profile"]`) becomes an ICC profile first (`cicp`).
 
 Options: one decoding thread per image (the pipeline already runs one image per core; more
 threads per image only contend), and no depth or auxiliary images (never used; not parsed).

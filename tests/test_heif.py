@@ -99,6 +99,60 @@ def test_heic_colour_is_converted_to_srgb() -> None:
     assert max(abs(a - b) for a, b in zip(seen, adobe, strict=True)) > 12  # it did change
 
 
+def display_p3_to_srgb(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Display P3 -> sRGB by the matrices of CSS Color 4's sample code (lin_P3_to_XYZ,
+    XYZ_to_lin_sRGB; https://www.w3.org/TR/css-color-4/#color-conversion-code), both D65."""
+    p3_to_xyz = np.array(
+        [[0.4865709486482162, 0.26566769316909306, 0.1982172852343625],
+         [0.2289745640697488, 0.6917385218365064, 0.079286914093745],
+         [0.0, 0.04511338185890264, 1.043944368900976]]
+    )  # fmt: skip
+    xyz_to_srgb = np.array(
+        [[3.2409699419045226, -1.537383177570094, -0.4986107602930034],
+         [-0.9692436362808796, 1.8759675015077202, 0.04155505740717559],
+         [0.05563007969699366, -0.20397695888897652, 1.0569715142428786]]
+    )  # fmt: skip
+    v = np.array(rgb) / 255
+    linear = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    out = np.clip(xyz_to_srgb @ p3_to_xyz @ linear, 0, 1)
+    encoded = np.where(out <= 0.0031308, out * 12.92, 1.055 * out ** (1 / 2.4) - 0.055)
+    r, g, b = (round(float(c) * 255) for c in encoded)
+    return r, g, b
+
+
+@pytest.mark.parametrize(("primaries", "wide"), [(12, True), (1, False)])
+def test_heic_colour_given_by_code_points_is_converted_to_srgb(primaries: int, wide: bool) -> None:
+    """A phone photo in Display P3 with no ICC profile, only an nclx box (primaries 12): its
+    colours are converted, not taken for sRGB (primaries 1, which need nothing)."""
+    require_heif()
+    colour = (200, 100, 50)
+    data = encode(
+        Image.new("RGB", (64, 48), colour), "HEIF", quality=95,
+        color_primaries=primaries, transfer_characteristics=13, matrix_coefficients=6,
+        full_range_flag=1,
+    )  # fmt: skip
+    with Image.open(io.BytesIO(data)) as probe:
+        assert "icc_profile" not in probe.info
+        assert probe.info["nclx_profile"]["color_primaries"] == primaries
+    result = transform(data, Settings())
+    assert result.warnings == ()
+    with Image.open(io.BytesIO(result.data)) as out:
+        seen = out.getpixel((32, 24))
+    expected = display_p3_to_srgb(colour) if wide else colour
+    assert max(abs(a - b) for a, b in zip(seen, expected, strict=True)) <= 4, (seen, expected)
+    if wide:  # (215, 93, 31): taken for sRGB, it would stay as stored
+        assert max(abs(a - b) for a, b in zip(seen, colour, strict=True)) > 12
+
+
+def test_hdr_heic_colour_is_reported_taken_as_sdr() -> None:
+    require_heif()
+    data = encode(
+        Image.new("RGB", (32, 32), (90, 90, 90)), "HEIF", quality=90,
+        color_primaries=9, transfer_characteristics=16, matrix_coefficients=9, full_range_flag=1,
+    )  # fmt: skip
+    assert transform(data, Settings()).warnings == ("HDR colour (PQ) taken as SDR",)
+
+
 def test_ten_bit_heic_and_sixteen_bit_grey() -> None:
     pillow_heif = require_heif()
     pixels = np.zeros((40, 60, 3), dtype="<u2")
