@@ -229,7 +229,9 @@ def test_cli_workers_are_forked_from_a_server_started_tuned(tree: Path, tmp_path
         while proc.poll() is None:
             for p in psutil.process_iter():
                 with contextlib.suppress(psutil.Error, OSError):
-                    if p.pid not in seen and os.getsid(p.pid) == proc.pid != p.pid:
+                    # read again on every pass: a child caught between fork and exec still
+                    # shows the run's command line and environment
+                    if os.getsid(p.pid) == proc.pid != p.pid:
                         seen[p.pid] = (p.ppid(), " ".join(p.cmdline()), _environ(p))
             time.sleep(0.02)
     finally:
