@@ -7,11 +7,13 @@ that store wide-gamut photos this way (Display P3: primaries 12) would come out 
 their pixels were taken for sRGB, so `profile` turns the code points into a small RGB display
 profile that the usual ICC step converts to sRGB.
 
-- Primaries 1 (BT.709, which sRGB shares) and 2 (unspecified) need nothing: None.
+- Primaries 1 (BT.709, which sRGB shares) and 2 (unspecified, taken as 1) with an sRGB curve
+  need nothing: None.
 - The transfer curves of BT.709, BT.601 and BT.2020 (1, 6, 14, 15) are taken as sRGB's (13), as
-  still-image viewers render them (macOS ColorSync does the same). Gamma 2.2 (4), 2.8 (5) and
-  linear (8) are exact. HDR curves (PQ 16, HLG 18) and the rest give None: the pixels are
-  taken as they come (pillow-heif has already scaled them to 8 bits) rather than guessed at.
+  still-image viewers render them (macOS ColorSync does the same), and so is 2 (unspecified).
+  Gamma 2.2 (4), 2.8 (5) and linear (8) are exact. HDR curves (PQ 16, HLG 18) and the rest give
+  None: the pixels are taken as they come (pillow-heif has already scaled them to 8 bits)
+  rather than guessed at.
 
 The profile is ICC v4: D50 white, the colorants adapted from the file's white point with the
 Bradford transform (the `chad` tag says which), and parametric curves (`para`).
@@ -27,9 +29,12 @@ from typing import Any
 Matrix = tuple[tuple[float, ...], ...]  # 3 x 3, rows
 
 SRGB_PRIMARIES = (1, 2)  # BT.709 (sRGB's own) and unspecified
+#: BT.709's chromaticities (red, green, blue, white: x, y), sRGB's too (H.273, table 2)
+BT709_XY = (0.640, 0.330, 0.300, 0.600, 0.150, 0.060, 0.3127, 0.3290)
+SRGB_CURVES = (1, 2, 6, 13, 14, 15)  # transfer codes read with sRGB's curve
 #: H.273 transfer code -> ICC parametric curve (function type, parameters).
 CURVES: dict[int, tuple[int, tuple[float, ...]]] = {
-    **dict.fromkeys((1, 6, 13, 14, 15), (3, (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045))),
+    **dict.fromkeys(SRGB_CURVES, (3, (2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045))),
     4: (0, (2.2,)),
     5: (0, (2.8,)),
     8: (0, (1.0,)),
@@ -57,8 +62,12 @@ def profile(nclx: Mapping[str, Any] | None) -> bytes | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
-    if primaries in SRGB_PRIMARIES or transfer not in CURVES:
+    if transfer not in CURVES:
         return None
+    if primaries in SRGB_PRIMARIES:
+        if transfer in SRGB_CURVES:
+            return None
+        xy = BT709_XY
     if not all(0.0 < v < 1.0 for v in xy):
         return None
     return _profile(xy, transfer)
@@ -81,7 +90,7 @@ def _profile(xy: tuple[float, ...], transfer: int) -> bytes:
         (b"desc", _mluc(description)),
         (b"cprt", _mluc("No copyright, use freely")),
         (b"wtpt", _xyz(D50)),
-        (b"chad", _sf32(v for row in adapt for v in row)),
+        (b"chad", b"sf32\0\0\0\0" + _sf32(v for row in adapt for v in row)),
         (b"rXYZ", _xyz(tuple(row[0] for row in colorants))),
         (b"gXYZ", _xyz(tuple(row[1] for row in colorants))),
         (b"bXYZ", _xyz(tuple(row[2] for row in colorants))),
@@ -173,7 +182,7 @@ def _assemble(tags: list[tuple[bytes, bytes]]) -> bytes:
     total = 128 + table_size + len(body)
     header = (
         struct.pack(">I4sI4s4s4s", total, b"\0\0\0\0", 0x04300000, b"mntr", b"RGB ", b"XYZ ")
-        + b"\0" * 12  # date and time: not set
+        + struct.pack(">6H", 2026, 1, 1, 0, 0, 0)  # date and time: any valid one will do
         + b"acsp"
         + b"\0" * 24  # platform, flags, manufacturer, model, attributes
         + struct.pack(">I", 0)  # perceptual rendering intent

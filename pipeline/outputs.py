@@ -167,8 +167,9 @@ def modified_ns(path: Path, root: Path | None = None) -> int | None:
 def run_of(path: Path, root: Path | None = None) -> str | None:
     """The run id kept with the file at `path` (`RUN_ATTRIBUTE`), without following links.
 
-    "" when it has none (or there is no file); None when the file system keeps no extended
-    attributes, so that only the file's mtime can tell (`modified_ns`).
+    "" when it has none (or there is no file); None when the file system cannot say (it keeps
+    no extended attributes, or refuses to read them), so that only the file's mtime can tell
+    (`modified_ns`).
     """
     if not hasattr(os, "getxattr"):  # not Linux
         return None
@@ -182,7 +183,7 @@ def run_of(path: Path, root: Path | None = None) -> str | None:
     try:
         return os.getxattr(fd, RUN_ATTRIBUTE).decode(errors="replace")
     except OSError as exc:
-        return None if exc.errno == errno.EOPNOTSUPP else ""  # ENODATA: written by no run
+        return "" if exc.errno == errno.ENODATA else None  # ENODATA: written by no run
     finally:
         os.close(fd)
 

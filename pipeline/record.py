@@ -36,7 +36,8 @@ class Record(TypedDict):
     seconds: float
     width: int | None
     height: int | None
-    outputs: list[Output] | None  # every output of the input; `output` is the first of them
+    # every output of the input (`output` is the first); of a failed input, those complete on disk
+    outputs: list[Output] | None
     warnings: list[str]  # what was ignored or left out but did not fail it (a broken profile...)
     resumed: NotRequired[bool]  # already written by an earlier attempt of this same run
     fatal: NotRequired[str]  # the output storage is unusable (disk full, read-only): stop the run

@@ -14,6 +14,7 @@ from pipeline import cicp
 
 # Display P3 and BT.2020 by their H.273 chromaticities (red, green, blue, white: x, y)
 P3 = (0.680, 0.320, 0.265, 0.690, 0.150, 0.060, 0.3127, 0.3290)
+BT709 = (0.640, 0.330, 0.300, 0.600, 0.150, 0.060, 0.3127, 0.3290)
 BT2020 = (0.708, 0.292, 0.170, 0.797, 0.131, 0.046, 0.3127, 0.3290)
 SRGB_TO_XYZ = np.array(  # IEC 61966-2-1 (D65)
     [[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]
@@ -46,27 +47,36 @@ def convert(icc: bytes, rgb: tuple[int, int, int]) -> tuple[int, int, int]:
     return pixel
 
 
-def expected(rgb: tuple[int, int, int], xy: tuple[float, ...], linear: bool) -> list[int]:
+def expected(rgb: tuple[int, int, int], xy: tuple[float, ...], gamma: float | None) -> list[int]:
+    """sRGB of `rgb` in primaries `xy` with sRGB's curve (gamma None) or a pure gamma."""
     v = np.array(rgb) / 255
-    if not linear:
+    if gamma is None:
         v = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    else:
+        v = v**gamma
     out = np.clip(np.linalg.solve(SRGB_TO_XYZ, rgb_to_xyz(xy) @ v), 0, 1)
     encoded = np.where(out <= 0.0031308, out * 12.92, 1.055 * out ** (1 / 2.4) - 0.055)
     return [round(float(c) * 255) for c in encoded]
 
 
 @pytest.mark.parametrize(
-    ("xy", "transfer", "rgb"),
-    [(P3, 13, (200, 100, 50)), (P3, 1, (30, 160, 220)), (P3, 8, (128, 200, 64)),
-     (BT2020, 13, (120, 180, 90))],
+    ("primaries", "xy", "transfer", "gamma", "rgb"),
+    [(12, P3, 13, None, (200, 100, 50)), (12, P3, 1, None, (30, 160, 220)),
+     (12, P3, 2, None, (30, 160, 220)), (12, P3, 8, 1.0, (128, 200, 64)),
+     (9, BT2020, 13, None, (120, 180, 90)), (1, BT709, 8, 1.0, (128, 200, 64)),
+     (2, BT709, 5, 2.8, (40, 90, 160)), (12, P3, 4, 2.2, (40, 90, 160))],
 )  # fmt: skip
 def test_the_profile_converts_as_the_primaries_and_curve_say(
-    xy: tuple[float, ...], transfer: int, rgb: tuple[int, int, int]
-) -> None:
-    icc = cicp.profile(nclx(12 if xy is P3 else 9, transfer, xy))
+    primaries: int, xy: tuple[float, ...], transfer: int, gamma: float | None,
+    rgb: tuple[int, int, int],
+) -> None:  # fmt: skip
+    """Wide primaries with any curve; sRGB's primaries (or unspecified ones) with another curve
+    than sRGB's (a linear BT.709 photo would look far too dark taken for sRGB)."""
+    given = nclx(primaries, transfer, xy if primaries > 2 else P3)  # 1, 2: their own, not these
+    icc = cicp.profile(given)
     assert icc is not None
     seen = convert(icc, rgb)
-    want = expected(rgb, xy, linear=transfer == 8)
+    want = expected(rgb, xy, gamma)
     assert max(abs(a - b) for a, b in zip(seen, want, strict=True)) <= 2, (seen, want)
     assert max(abs(a - b) for a, b in zip(seen, rgb, strict=True)) > 8  # not sRGB
 
@@ -78,11 +88,20 @@ def test_the_profile_is_well_formed() -> None:
     assert icc[36:40] == b"acsp"
     assert icc[12:20] == b"mntrRGB "
     (count,) = struct.unpack(">I", icc[128:132])
+    types = {b"desc": b"mluc", b"cprt": b"mluc", b"wtpt": b"XYZ ", b"chad": b"sf32"}
     for i in range(count):
-        _, offset, size = struct.unpack(">4sII", icc[132 + 12 * i : 144 + 12 * i])
+        tag, offset, size = struct.unpack(">4sII", icc[132 + 12 * i : 144 + 12 * i])
+        kind = types.get(tag, b"XYZ " if tag.endswith(b"XYZ") else b"para")
+        assert icc[offset : offset + 4] == kind, tag
         assert offset % 4 == 0
         assert offset + size <= len(icc)
-    description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    adapt = profile.profile.chromatic_adaptation  # Bradford D65 -> D50, as Lindbloom tabulates
+    assert adapt is not None
+    assert np.allclose(adapt[0], [[1.0478, 0.0229, -0.0501], [0.0295, 0.9905, -0.0170],
+                                  [-0.0092, 0.0150, 0.7521]], atol=1e-3)  # fmt: skip
+    assert profile.profile.creation_date is not None
+    description = ImageCms.getProfileDescription(profile)
     assert "H.273 primaries 0.680 0.320" in description
     assert cicp.profile(nclx(12, 13)) is icc  # made once per kind of photo
 

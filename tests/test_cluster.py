@@ -229,10 +229,12 @@ def test_cli_workers_are_forked_from_a_server_started_tuned(tree: Path, tmp_path
         while proc.poll() is None:
             for p in psutil.process_iter():
                 with contextlib.suppress(psutil.Error, OSError):
-                    # read again on every pass: a child caught between fork and exec still
-                    # shows the run's command line and environment
+                    # the command line and environment again on every pass (a child caught
+                    # between fork and exec shows the run's); the parent as first seen (once
+                    # the run exits, its children are handed to init)
                     if os.getsid(p.pid) == proc.pid != p.pid:
-                        seen[p.pid] = (p.ppid(), " ".join(p.cmdline()), _environ(p))
+                        parent = seen[p.pid][0] if p.pid in seen else p.ppid()
+                        seen[p.pid] = (parent, " ".join(p.cmdline()), _environ(p))
             time.sleep(0.02)
     finally:
         reap(proc)
