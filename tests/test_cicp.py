@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import struct
 from typing import Any
@@ -100,7 +101,7 @@ def test_the_profile_is_well_formed() -> None:
     assert adapt is not None
     assert np.allclose(adapt[0], [[1.0478, 0.0229, -0.0501], [0.0295, 0.9905, -0.0170],
                                   [-0.0092, 0.0150, 0.7521]], atol=1e-3)  # fmt: skip
-    assert profile.profile.creation_date is not None
+    datetime.datetime(*struct.unpack(">6H", icc[24:36]))  # a valid date (Pillow 12 misreads it)
     description = ImageCms.getProfileDescription(profile)
     assert "H.273 primaries 0.680 0.320" in description
     assert cicp.profile(nclx(12, 13)) is icc  # made once per kind of photo
