@@ -125,6 +125,18 @@ def save_image(
     return path
 
 
+@pytest.fixture(scope="module")
+def local_client() -> Iterator[Any]:
+    """A real in-process LocalCluster (one worker process, two threads) and its Client, the
+    active one, shared by a module's tests."""
+    from distributed import Client, LocalCluster  # here: most tests start no cluster
+
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, host="127.0.0.1", dashboard_address=":0"
+    ) as cluster, Client(cluster) as client:  # fmt: skip
+        yield client
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Iterator[Path]:
     """A small mixed input tree: nested folders, every format, a stem collision."""

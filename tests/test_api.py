@@ -30,14 +30,6 @@ def procs() -> Iterator[DaskProcs]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def local_client() -> Iterator[Client]:
-    with LocalCluster(
-        n_workers=1, threads_per_worker=2, host="127.0.0.1", dashboard_address=":0"
-    ) as cluster, Client(cluster) as client:  # fmt: skip
-        yield client
-
-
 def test_run_uses_the_active_client(procs: DaskProcs, tree: Path, tmp_path: Path) -> None:
     with Client(procs.address) as client:
         before = sum(e["ok"] for _, e in client.get_events(THROUGHPUT_TOPIC))

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import run_cli, save_image
-from distributed import Client, LocalCluster
+from distributed import Client
 from PIL import Image
 from s3_server import INPUTS, S3, upload_inputs
 from s3_server import s3 as s3  # the module-scoped S3 server fixture
@@ -106,15 +105,7 @@ def test_bad_rendition_options_are_usage_errors(args: tuple[str, str], tmp_path:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with LocalCluster(
-        n_workers=1, threads_per_worker=2, host="127.0.0.1", dashboard_address=":0"
-    ) as cluster, Client(cluster) as running:  # fmt: skip
-        yield running
-
-
-def test_run_and_bag_take_the_same_settings(client: Client, tmp_path: Path) -> None:
+def test_run_and_bag_take_the_same_settings(local_client: Client, tmp_path: Path) -> None:
     root = tmp_path / "in"
     save_image(root / "a.png", (900, 600))
     save_image(root / "a-300.png", (500, 400), seed=1)  # its name is a rendition of a.png's
@@ -135,7 +126,7 @@ def test_run_and_bag_take_the_same_settings(client: Client, tmp_path: Path) -> N
     assert len(frame.outputs[0]) == 4
 
 
-def test_the_report_round_trips_with_its_outputs(client: Client, tmp_path: Path) -> None:
+def test_the_report_round_trips_with_its_outputs(local_client: Client, tmp_path: Path) -> None:
     root = tmp_path / "in"
     save_image(root / "a.jpg", (400, 300))
     path = tmp_path / "report.json"
